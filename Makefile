@@ -1,0 +1,178 @@
+# telkin - build, test, demo, bench.
+#
+#   make          build/telkin: static, stripped, musl-linked x86_64 executable
+#   make arm64    build/arm64/telkin (cross-compiled)
+#   make test     everything that asserts behaviour (installs what it needs: make deps)
+#   make demo     telkin against the local Lambda simulator and kinesalite, records printed
+#   make bench    figures (not assertions): tokenizer MB/s, signing time, cold start, RSS, ...
+#
+# BearSSL is built from Debian bookworm's source package, fetched once with a private deb-src list
+# (no change to the system's apt configuration), checked against the sha256 pinned below, and
+# compiled with the same compiler and flags as telkin into build/<arch>/.
+
+BUILD      := build
+SRC_DIR    := $(BUILD)/src
+BEARSSL_PKG       := bearssl
+BEARSSL_DEB_VER   := 0.6+dfsg.1-3
+BEARSSL_ORIG      := bearssl_0.6+dfsg.1.orig.tar.xz
+BEARSSL_SHA256    := 102a625bd8f6155260867a50c508df8d8c3f796985dd744df1a68e5cd1a79004
+BEARSSL_TOPDIR    := bearssl-0.6
+DEBIAN_MIRROR     := http://deb.debian.org/debian
+
+# Size bound from the design card (stripped binary), in bytes.
+SIZE_LIMIT := 307200
+
+# One set of flags for telkin and BearSSL; warnings are errors for our code only.
+OPT_CFLAGS  := -std=c11 -Os -ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables \
+               -fno-unwind-tables -fstack-protector-strong -fstack-clash-protection \
+               -D_FORTIFY_SOURCE=2 -D_DEFAULT_SOURCE
+WARN_CFLAGS := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+               -Wformat=2 -Wvla
+LDFLAGS_STATIC := -static -Wl,--gc-sections -Wl,-z,relro -Wl,-z,now -Wl,-z,noexecstack -s
+
+ARCH_CFLAGS_x86_64 := -fcf-protection
+ARCH_CFLAGS_arm64  := -mbranch-protection=standard
+CC_x86_64 := gcc -specs /usr/lib/x86_64-linux-musl/musl-gcc.specs
+CC_arm64  := aarch64-linux-gnu-gcc -specs /usr/lib/aarch64-linux-musl/musl-gcc.specs
+# Host (glibc) build for the unit tests: cmocka comes from Debian and is linked against glibc.
+CC_host   := gcc
+ARCH_CFLAGS_host :=
+
+TELKIN_SRCS := telkin.c json_min.c sigv4.c
+TELKIN_HDRS := json_min.h sigv4.h
+
+.PHONY: all arm64 deps test unit-test asan-test clang-check e2e-test arm64-test infra-test \
+        layer demo bench clean distclean
+.DELETE_ON_ERROR:
+.SECONDARY:
+
+all: $(BUILD)/telkin
+
+# ---------------------------------------------------------------------------------------------
+# BearSSL: fetch once, verify, build per architecture.
+
+$(SRC_DIR)/$(BEARSSL_ORIG):
+	@mkdir -p $(SRC_DIR)/apt/lists/partial $(SRC_DIR)/apt/cache/archives/partial
+	@echo "deb-src $(DEBIAN_MIRROR) bookworm main" > $(SRC_DIR)/apt/sources.list
+	@echo "fetching BearSSL $(BEARSSL_DEB_VER) source from Debian (private source list)"
+	@cd $(SRC_DIR) && APT="apt-get -q -o Dir::Etc::SourceList=$$PWD/apt/sources.list \
+	    -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists=$$PWD/apt/lists \
+	    -o Dir::Cache=$$PWD/apt/cache -o APT::Sandbox::User=root" && \
+	  $$APT update >/dev/null && \
+	  $$APT source --download-only $(BEARSSL_PKG)=$(BEARSSL_DEB_VER) >/dev/null
+	@echo "$(BEARSSL_SHA256)  $@" | sha256sum -c --quiet - || \
+	  { echo "BearSSL source checksum mismatch: refusing to build" >&2; rm -f $@; exit 1; }
+
+# Extract into build/<arch>/; the source list is the .c files the tarball has.
+$(BUILD)/%/$(BEARSSL_TOPDIR)/.extracted: $(SRC_DIR)/$(BEARSSL_ORIG)
+	@mkdir -p $(BUILD)/$*
+	@echo "$(BEARSSL_SHA256)  $<" | sha256sum -c --quiet -
+	tar -C $(BUILD)/$* -xJf $<
+	@touch $@
+
+$(BUILD)/%/libbearssl.a: $(BUILD)/%/$(BEARSSL_TOPDIR)/.extracted
+	@echo "building BearSSL for $*"
+	@cd $(BUILD)/$*/$(BEARSSL_TOPDIR) && rm -rf obj && mkdir obj && \
+	  find src -name '*.c' | sort | \
+	  xargs -P $$(nproc) -I{} sh -c 'o=obj/$$(echo {} | tr / _ ).o; \
+	    $(CC_$*) $(OPT_CFLAGS) $(ARCH_CFLAGS_$*) -w -Iinc -Isrc -c {} -o $$o' && \
+	  rm -f ../libbearssl.a && ar rcs ../libbearssl.a obj/*.o
+	@test -s $@
+
+BEARSSL_INC = -I$(BUILD)/$(1)/$(BEARSSL_TOPDIR)/inc
+
+# ---------------------------------------------------------------------------------------------
+# telkin: the static binaries.
+
+$(BUILD)/%/telkin: $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/%/libbearssl.a
+	$(CC_$*) $(OPT_CFLAGS) $(ARCH_CFLAGS_$*) $(WARN_CFLAGS) $(call BEARSSL_INC,$*) \
+	  $(TELKIN_SRCS) -o $@ $(LDFLAGS_STATIC) $(BUILD)/$*/libbearssl.a
+	@size=$$(stat -c %s $@); echo "$@: $$size bytes stripped (bound $(SIZE_LIMIT))"; \
+	  test $$size -le $(SIZE_LIMIT) || { echo "$@ is over the size bound" >&2; exit 1; }
+
+$(BUILD)/telkin: $(BUILD)/x86_64/telkin
+	cp $< $@
+	@file -b $@ | grep -q 'statically linked' || { echo "$@ is not static" >&2; exit 1; }
+
+arm64: $(BUILD)/arm64/telkin
+
+# ---------------------------------------------------------------------------------------------
+# Dependencies: installs what is missing when run as root; quiet when everything is there.
+
+DEB_PACKAGES := gcc make musl-tools libcmocka-dev xz-utils file clang python3 curl \
+                nodejs npm dpkg-dev
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing packages:$$missing (run make deps as root)" >&2; exit 1; fi; \
+	  echo "installing:$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# ---------------------------------------------------------------------------------------------
+# Tests.
+
+TEST_CFLAGS := -std=c11 -O1 -g -D_DEFAULT_SOURCE -DTELKIN_TEST $(WARN_CFLAGS) $(call BEARSSL_INC,host)
+SAN_CFLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+$(BUILD)/host/telkin_test: telkin_test.c $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/host/libbearssl.a
+	$(CC_host) $(TEST_CFLAGS) telkin_test.c json_min.c sigv4.c -o $@ \
+	  $(BUILD)/host/libbearssl.a -lcmocka
+
+$(BUILD)/host/telkin_test_asan: telkin_test.c $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/host/libbearssl.a
+	$(CC_host) $(TEST_CFLAGS) $(SAN_CFLAGS) telkin_test.c json_min.c sigv4.c -o $@ \
+	  $(BUILD)/host/libbearssl.a -lcmocka
+
+# Unit tests read ../shared/ (it sits beside the checkout); TELKIN_SHARED overrides.
+SHARED ?= $(abspath ../shared)
+
+unit-test: $(BUILD)/host/telkin_test
+	cd $(BUILD)/host && TELKIN_SHARED=$(SHARED) ./telkin_test
+
+asan-test: $(BUILD)/host/telkin_test_asan
+	cd $(BUILD)/host && TELKIN_SHARED=$(SHARED) ASAN_OPTIONS=detect_leaks=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1 ./telkin_test_asan
+
+# Warnings are errors with clang too.
+clang-check: $(BUILD)/host/libbearssl.a
+	clang $(subst -fstack-clash-protection,,$(OPT_CFLAGS)) $(WARN_CFLAGS) \
+	  $(call BEARSSL_INC,host) -fsyntax-only $(TELKIN_SRCS)
+	clang -std=c11 -D_DEFAULT_SOURCE -DTELKIN_TEST $(WARN_CFLAGS) $(call BEARSSL_INC,host) \
+	  -fsyntax-only telkin_test.c
+
+test: deps
+	$(MAKE) all
+	$(MAKE) clang-check
+	$(MAKE) unit-test
+	$(MAKE) asan-test
+	@echo "all test stages passed"
+
+# ---------------------------------------------------------------------------------------------
+
+# Each tests/bench_*.c is a stand-alone driver printing figures; built for the host with -O2.
+BENCH_DRIVERS := $(patsubst tests/%.c,$(BUILD)/host/%,$(wildcard tests/bench_*.c))
+$(BUILD)/host/bench_%: tests/bench_%.c json_min.c sigv4.c $(TELKIN_HDRS) $(BUILD)/host/libbearssl.a
+	$(CC_host) -std=c11 -O2 -D_DEFAULT_SOURCE $(WARN_CFLAGS) $(call BEARSSL_INC,host) -I. \
+	  $< json_min.c sigv4.c -o $@ $(BUILD)/host/libbearssl.a
+
+bench: deps $(BENCH_DRIVERS)
+	@for b in $(BENCH_DRIVERS); do echo "== $$b"; TELKIN_SHARED=$(SHARED) $$b || exit 1; done
+
+# Layers (layer/), infrastructure (infra/) and the end-to-end suite (tests/) keep their rules
+# beside their files.
+-include layer/layer.mk
+-include infra/infra.mk
+-include tests/tests.mk
+
+clean:
+	rm -rf $(BUILD)/x86_64/telkin $(BUILD)/arm64/telkin $(BUILD)/host/telkin_test* $(BUILD)/telkin
+
+dist# Layers (layer/), infrastructure (infra/) and the end-to-end suite (tests/) keep their rules
+# beside their files.
+-include layer/layer.mk
+-include infra/infra.mk
+-include tests/tests.mk
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,1 @@
+#include "sigv4.h"
