@@ -168,11 +168,5 @@ bench: deps $(BENCH_DRIVERS)
 clean:
 	rm -rf $(BUILD)/x86_64/telkin $(BUILD)/arm64/telkin $(BUILD)/host/telkin_test* $(BUILD)/telkin
 
-dist# Layers (layer/), infrastructure (infra/) and the end-to-end suite (tests/) keep their rules
-# beside their files.
--include layer/layer.mk
--include infra/infra.mk
--include tests/tests.mk
-
-clean:
+distclean:
 	rm -rf $(BUILD)
