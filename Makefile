@@ -99,11 +99,13 @@ arm64: $(BUILD)/arm64/telkin
 # ---------------------------------------------------------------------------------------------
 # Dependencies: installs what is missing when run as root; quiet when everything is there.
 
-DEB_PACKAGES := gcc make musl-tools libcmocka-dev xz-utils file clang python3 curl \
-                nodejs npm dpkg-dev
+DEB_PACKAGES := gcc make musl-tools libcmocka-dev xz-utils file clang python3 dpkg-dev
+# Node.js (simulator, kinesalite, CDK): the machine's own when present, else Debian's.
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
-	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  dpkg-query -W -f='$${db:Status-Status}\n' $$p 2>/dev/null | grep -qx installed || \
+	    missing="$$missing $$p"; done; \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing packages:$$missing (run make deps as root)" >&2; exit 1; fi; \
 	  echo "installing:$$missing"; apt-get update -qq && \

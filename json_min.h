@@ -6,10 +6,17 @@
  * characters, no lone surrogates in \u escapes, valid UTF-8 only, nothing after the top-level value
  * but white space.
  *
- * Emit depth: a caller that only needs the top levels of a document passes emit_depth. Values nested
- * deeper than that are still fully validated, but appear as a single "collapsed" token (their span,
- * flag JSON_COLLAPSED, no children). This bounds the tokens a large document needs: a Telemetry API
- * batch parsed with emit_depth 1 needs one token per event, whatever each event holds.
+ * Depth: the top-level value is at depth 1; the members and elements of a container at depth d are
+ * at depth d + 1. max_depth bounds the depth of containers (objects and arrays): `[[1]]` needs a
+ * max_depth of 2. The parser does not recurse; it keeps one bit per open container, so nesting is
+ * also bounded by JSON_MAX_DEPTH_LIMIT whatever the caller passes.
+ *
+ * Emit depth: a caller that only needs the top levels of a document passes emit_depth. The children
+ * of containers at depth <= emit_depth get tokens; a container at depth emit_depth + 1 gets one
+ * "collapsed" token (its span, flag JSON_COLLAPSED, size 0, no children) and everything inside it
+ * is still fully validated. This bounds the tokens a large document needs: a Telemetry API batch
+ * parsed with emit_depth 1 needs one token per event (plus one for the array), whatever each event
+ * holds. Example: `[{"a":1},{"b":[2]}]` with emit_depth 1 gives 3 tokens.
  */
 #ifndef TELKIN_JSON_MIN_H
 #define TELKIN_JSON_MIN_H
@@ -27,6 +34,12 @@ enum json_type {
 	JSON_FALSE,
 	JSON_NULL
 };
+
+/*
+ * Hard bound on nesting (the parser's bracket stack is JSON_MAX_DEPTH_LIMIT bits on the stack).
+ * Telemetry API events nest about 4 deep; 1024 leaves room for any sane document.
+ */
+#define JSON_MAX_DEPTH_LIMIT 1024
 
 /* Token flags. */
 #define JSON_ESCAPED   0x01 /* a string that contains at least one backslash escape */
@@ -66,11 +79,17 @@ enum json_error {
 const char *json_strerror(int err);
 
 /*
- * Tokenize js[0..len). Tokens are written to toks[0..max_tokens). Nesting deeper than max_depth
- * (the root is depth 1) is an error. Only values at depth <= emit_depth get tokens of their own
- * (emit_depth 0 means "no limit"); deeper containers appear collapsed (see above).
+ * Tokenize js[0..len). Tokens are written to toks[0..max_tokens), in document order; toks[0] is the
+ * top-level value. A container deeper than max_depth is an error (max_depth 0, or more than
+ * JSON_MAX_DEPTH_LIMIT, means JSON_MAX_DEPTH_LIMIT). Containers deeper than emit_depth appear
+ * collapsed (see above; emit_depth 0 means "no limit").
  * Returns the number of tokens (>= 1), or a negative enum json_error; then *err_offset (if not NULL)
- * is the byte offset where the problem was found.
+ * is the byte offset where the problem was found: the unexpected byte, the opening bracket that is
+ * too deep, the value that needed a token, the backslash of a bad escape, the first byte of a bad
+ * UTF-8 sequence or of a malformed number, and len for JSON_ERR_INCOMPLETE. The content of toks is
+ * unspecified after an error.
+ * Empty input (or only white space) is JSON_ERR_INCOMPLETE. A top-level number ends at the end of
+ * the input, so `-` alone or `1.` alone is JSON_ERR_NUMBER, while `[1.` is JSON_ERR_INCOMPLETE.
  */
 int json_parse(const char *js, size_t len, struct json_token *toks, size_t max_tokens,
                unsigned max_depth, unsigned emit_depth, size_t *err_offset);
@@ -86,7 +105,9 @@ int json_object_get(const char *js, const struct json_token *toks, int obj, cons
 int json_string_eq(const char *js, const struct json_token *t, const char *s);
 
 /*
- * Unescape the string token t into out (cap bytes, always NUL-terminated when cap > 0).
+ * Unescape the string token t into out (cap bytes, always NUL-terminated when cap > 0; "" on
+ * failure). \uXXXX escapes become UTF-8 (a surrogate pair becomes one 4-byte character; \u0000
+ * becomes a NUL byte inside the returned length).
  * Returns the unescaped length, or -1 when t is not a string or it does not fit (cap - 1 bytes).
  */
 long json_string_copy(const char *js, const struct json_token *t, char *out, size_t cap);
@@ -115,12 +136,14 @@ size_t json_escape(char *out, size_t cap, const char *s, size_t n);
 /* Length of the standard base64 (RFC 4648, padded) encoding of n bytes. */
 #define BASE64_ENCODED_LEN(n) ((((n) + 2) / 3) * 4)
 
-/* Standard base64 with padding (RFC 4648 section 4). */
+/* Standard base64 with padding (RFC 4648 section 4). Returns BASE64_ENCODED_LEN(n), or (size_t)-1. */
 size_t base64_encode(char *out, size_t cap, const void *in, size_t n);
 
 /*
- * Decode standard padded base64 (no white space). Returns the decoded length, or (size_t)-1 on
- * invalid input or when cap is too small.
+ * Decode standard padded base64 (no white space). Only the canonical encoding is accepted: n is a
+ * multiple of 4, '=' only as the last one or two characters, and the unused bits before the
+ * padding are zero (RFC 4648 section 3.5). Returns the decoded length, or (size_t)-1 on invalid
+ * input or when cap is too small.
  */
 size_t base64_decode(void *out, size_t cap, const char *in, size_t n);
 

@@ -1,13 +1,2575 @@
-/* telkin - placeholder until the extension lands. */
+/*
+ * telkin - an AWS Lambda external extension that ships every Telemetry API event into an Amazon
+ * Kinesis Data Stream.
+ *
+ * One process, one thread, one poll() loop. Three non-blocking connections live in it:
+ *   - the Extensions API long-poll (/event/next), which Lambda answers with INVOKE or SHUTDOWN;
+ *   - the telemetry listener, an HTTP/1.1 server Lambda POSTs event batches to;
+ *   - the Kinesis connection, an HTTP/1.1 client sending signed PutRecords requests.
+ *
+ * Data flows one way, and the file reads in that order:
+ *   listener_read -> ingest_batch (json_min tokenizer) -> queue_push -> batch_build ->
+ *   kinesis_sign (sigv4) -> http client -> kinesis_on_response
+ *
+ * Memory is allocated once at start from the configuration and never grows; nothing on the hot
+ * path calls malloc. Every buffer's bound is a named constant below or a configured value.
+ *
+ * Lambda freezes the sandbox as soon as the extension calls /event/next, so everything an
+ * invocation produced up to platform.runtimeDone is shipped before that call, within a budget.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
-#include <bearssl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "json_min.h"
 #include "sigv4.h"
 
-int main(void)
+/* ------------------------------------------------------------------------------------------ */
+/* Limits. One constant per limit, with where the number comes from.                          */
+
+/* Kinesis PutRecords (https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html) */
+#define KINESIS_MAX_RECORDS        500             /* records per request */
+#define KINESIS_MAX_REQUEST_BYTES  (5u << 20)      /* data + partition keys per request */
+#define KINESIS_MAX_RECORD_BYTES   (1u << 20)      /* data + partition key per record */
+#define KINESIS_MAX_PARTITION_KEY  256             /* Unicode chars; we only send ASCII */
+#define KINESIS_MAX_STREAM_NAME    128
+#define KINESIS_MAX_STREAM_ARN     2048
+
+/* Telemetry API subscription ranges (https://docs.aws.amazon.com/lambda/latest/dg/telemetry-api.html) */
+#define TELEMETRY_ITEMS_MIN        1000
+#define TELEMETRY_ITEMS_MAX        10000
+#define TELEMETRY_BYTES_MIN        262144
+#define TELEMETRY_BYTES_MAX        1048576
+#define TELEMETRY_TIMEOUT_MIN      25
+#define TELEMETRY_TIMEOUT_MAX      30000
+
+/* Listener bounds. A batch can exceed maxBytes by its JSON framing, hence 2x plus slack. */
+#define LISTEN_HEAD_MAX            8192            /* request line + headers */
+#define LISTEN_BODY_SLACK          (64u << 10)
+#define LISTEN_MAX_CONNS           4               /* Lambda uses one; room for a retry */
+#define LISTEN_SLOW_REQUEST_MS     10000           /* a started request must finish within this */
+#define LISTEN_MAX_EVENTS          TELEMETRY_ITEMS_MAX /* events per batch, the API's maxItems cap */
+#define EVENT_MAX_TOKENS           512             /* tokens for one event, emit depth 2 */
+#define JSON_MAX_DEPTH             128             /* deeper documents are rejected */
+
+/* Client side. */
+#define CLIENT_HEAD_MAX            8192            /* request head incl. a session token */
+#define API_RESPONSE_MAX           (64u << 10)     /* Extensions/Telemetry API responses */
+#define KINESIS_RESPONSE_MAX       (256u << 10)    /* PutRecords response for 500 records */
+#define KINESIS_RESPONSE_TOKENS    4096            /* 500 records x <= 7 tokens + framing */
+#define KINESIS_REQUEST_TIMEOUT_MS 5000            /* one PutRecords round trip */
+#define API_REQUEST_TIMEOUT_MS     5000            /* register, subscribe, error reports */
+#define RETRY_BASE_MS              25              /* exponential backoff, full jitter */
+#define RETRY_CAP_MS               2000
+
+/* Time budget around a freeze and the end. */
+#define DEADLINE_MARGIN_MS         150             /* stop this long before any deadlineMs */
+#define SHUTDOWN_QUIET_MIN_MS      100             /* telemetry silence that ends SHUTDOWN early */
+
+/* Queue entries: fixed header, then partition key, then data; 8-byte aligned. */
+#define QUEUE_MIN_BYTES            (2u << 20)
+#define QUEUE_MAX_BYTES            (1u << 30)
+#define QUEUE_DEFAULT_BYTES        (8u << 20)
+
+/* The PutRecords body: base64 of at most 5 MiB, plus per-record framing and the stream names. */
+#define RECORD_FRAMING_BYTES       (sizeof("{\"Data\":\"\",\"PartitionKey\":\"\"},") + 4)
+#define REQUEST_BODY_MAX           (BASE64_ENCODED_LEN(KINESIS_MAX_REQUEST_BYTES) + \
+                                    KINESIS_MAX_RECORDS * (RECORD_FRAMING_BYTES + 4) + \
+                                    KINESIS_MAX_STREAM_NAME + KINESIS_MAX_STREAM_ARN + 128)
+
+#define SANDBOX_ID_LEN             32              /* hex of 128 random bits */
+#define REQUEST_ID_MAX             128
+#define IDENTITY_MAX               1024            /* the members appended to every record */
+
+#define EXTENSION_NAME_DEFAULT     "telkin"
+#define LISTEN_HOST                "sandbox.localdomain"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Logging and time.                                                                           */
+
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+static int g_log_level = LOG_INFO;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void log_msg(int level, const char *fmt, ...)
 {
-	br_sha256_context c;
-	br_sha256_init(&c);
-	puts("telkin");
+	static const char *const names[] = { "error", "warn", "info", "debug" };
+	char line[1024];
+	va_list ap;
+	int n;
+
+	if (level > g_log_level)
+		return;
+	n = snprintf(line, sizeof(line), "[telkin] %s: ", names[level]);
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	n = (int)strlen(line);
+	line[n++] = '\n';
+	/* One write per line so that Lambda keeps lines whole. */
+	if (write(STDERR_FILENO, line, (size_t)n) < 0)
+		return;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A Unix-milliseconds deadline from Lambda, as a point on the monotonic clock. */
+static int64_t deadline_from_wall(int64_t deadline_wall_ms)
+{
+	return now_ms() + (deadline_wall_ms - wall_ms());
+}
+
+/* xorshift64*: jitter and random partition keys; seeded from getrandom(). */
+static uint64_t g_rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng_next(void)
+{
+	uint64_t x = g_rng_state;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	g_rng_state = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+static void random_hex(char *out, size_t hex_len)
+{
+	static const char digits[] = "0123456789abcdef";
+	uint8_t raw[64];
+	size_t n = (hex_len + 1) / 2, i;
+
+	if (n > sizeof(raw))
+		n = sizeof(raw);
+	if (getrandom(raw, n, 0) != (ssize_t)n) {
+		for (i = 0; i < n; i++)
+			raw[i] = (uint8_t)rng_next();
+	}
+	for (i = 0; i < hex_len && i / 2 < n; i++)
+		out[i] = digits[(raw[i / 2] >> ((i & 1) ? 0 : 4)) & 15];
+	out[hex_len] = 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Configuration: environment variables, validated at start.                                   */
+
+enum event_class { CLASS_PLATFORM = 1, CLASS_FUNCTION = 2, CLASS_EXTENSION = 4 };
+enum pk_mode { PK_SANDBOX, PK_REQUEST, PK_RANDOM };
+
+struct endpoint {
+	int tls;                  /* https */
+	char host[256];
+	char port[8];
+	char host_header[270];    /* host, or host:port when the port is not the scheme's default */
+};
+
+struct config {
+	char stream_name[KINESIS_MAX_STREAM_NAME + 1];
+	char stream_arn[KINESIS_MAX_STREAM_ARN + 1]; /* "" when a name was given */
+	char region[64];
+	struct endpoint kinesis;
+	const char *access_key_id;
+	const char *secret_access_key;
+	const char *session_token;  /* NULL when none */
+	char function_name[256];
+	char function_version[64];
+	unsigned listen_port;
+	unsigned buffer_items;
+	unsigned buffer_bytes;
+	unsigned buffer_timeout_ms;
+	unsigned types;           /* enum event_class bits forwarded */
+	size_t queue_bytes;
+	enum pk_mode pk_mode;
+	unsigned flush_timeout_ms;
+};
+
+/* Parse a decimal in [lo, hi]. 0 or -1 (then err says why). */
+static int config_uint(const char *name, const char *value, unsigned long long lo,
+                       unsigned long long hi, unsigned long long *out, char *err, size_t errcap)
+{
+	unsigned long long v = 0;
+	const char *p = value;
+
+	if (!*p)
+		goto bad;
+	for (; *p; p++) {
+		if (*p < '0' || *p > '9' || v > (ULLONG_MAX - 9) / 10)
+			goto bad;
+		v = v * 10 + (unsigned)(*p - '0');
+	}
+	if (v < lo || v > hi)
+		goto bad;
+	*out = v;
+	return 0;
+bad:
+	snprintf(err, errcap, "%s=%.64s: expected a whole number from %llu to %llu", name, value,
+	         lo, hi);
+	return -1;
+}
+
+static const char *env_or(const char *name, const char *fallback)
+{
+	const char *v = getenv(name);
+	return (v && *v) ? v : fallback;
+}
+
+/* Copy src into dst[cap]; -1 when it does not fit. */
+static int copy_str(char *dst, size_t cap, const char *src)
+{
+	size_t n = strlen(src);
+	if (n >= cap)
+		return -1;
+	memcpy(dst, src, n + 1);
 	return 0;
 }
+
+/* "http[s]://host[:port][/]" -> endpoint. */
+static int endpoint_parse(struct endpoint *ep, const char *url, char *err, size_t errcap)
+{
+	const char *p, *host, *host_end, *port = NULL;
+	size_t host_len, port_len = 0;
+
+	memset(ep, 0, sizeof(*ep));
+	if (strncmp(url, "http://", 7) == 0) {
+		p = url + 7;
+	} else if (strncmp(url, "https://", 8) == 0) {
+		ep->tls = 1;
+		p = url + 8;
+	} else {
+		snprintf(err, errcap, "endpoint %.128s: expected http:// or https://", url);
+		return -1;
+	}
+	host = p;
+	if (*p == '[') { /* IPv6 literal */
+		host_end = strchr(p, ']');
+		if (!host_end)
+			goto bad;
+		host++;
+		p = host_end + 1;
+	} else {
+		while (*p && *p != ':' && *p != '/')
+			p++;
+		host_end = p;
+	}
+	host_len = (size_t)(host_end - host);
+	if (*p == ':') {
+		port = ++p;
+		while (*p >= '0' && *p <= '9')
+			p++;
+		port_len = (size_t)(p - port);
+		if (port_len == 0 || port_len > 5 || atoi(port) < 1 || atoi(port) > 65535)
+			goto bad;
+	}
+	if (*p == '/')
+		p++;
+	if (*p || host_len == 0 || host_len >= sizeof(ep->host))
+		goto bad;
+	memcpy(ep->host, host, host_len);
+	if (port) {
+		memcpy(ep->port, port, port_len);
+	} else {
+		strcpy(ep->port, ep->tls ? "443" : "80");
+	}
+	if (port && strcmp(ep->port, ep->tls ? "443" : "80") != 0)
+		snprintf(ep->host_header, sizeof(ep->host_header), "%s%s%s:%s",
+		         host[-1] == '[' ? "[" : "", ep->host, host[-1] == '[' ? "]" : "", ep->port);
+	else
+		snprintf(ep->host_header, sizeof(ep->host_header), "%s%s%s",
+		         host[-1] == '[' ? "[" : "", ep->host, host[-1] == '[' ? "]" : "");
+	return 0;
+bad:
+	snprintf(err, errcap, "endpoint %.128s: expected scheme://host[:port] with no path", url);
+	return -1;
+}
+
+/* "platform,function" -> bits. */
+static int config_types(const char *value, unsigned *out, char *err, size_t errcap)
+{
+	unsigned bits = 0;
+	const char *p = value;
+
+	while (*p) {
+		const char *e = strchr(p, ',');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		while (n && *p == ' ') { p++; n--; }
+		while (n && p[n - 1] == ' ') n--;
+		if (n == 8 && strncmp(p, "platform", 8) == 0)
+			bits |= CLASS_PLATFORM;
+		else if (n == 8 && strncmp(p, "function", 8) == 0)
+			bits |= CLASS_FUNCTION;
+		else if (n == 9 && strncmp(p, "extension", 9) == 0)
+			bits |= CLASS_EXTENSION;
+		else {
+			snprintf(err, errcap, "TELKIN_TYPES=%.64s: expected a list of platform, function, "
+			         "extension", value);
+			return -1;
+		}
+		p += n;
+		while (*p == ' ')
+			p++;
+		if (*p == ',')
+			p++;
+	}
+	if (!bits) {
+		snprintf(err, errcap, "TELKIN_TYPES is empty: name at least one of platform, "
+		         "function, extension");
+		return -1;
+	}
+	*out = bits;
+	return 0;
+}
+
+/*
+ * TELKIN_STREAM: a name, or arn:<partition>:kinesis:<region>:<account>:stream/<name>.
+ * An ARN's region wins over AWS_REGION (a cross-region stream).
+ */
+static int config_stream(struct config *c, const char *value, char *err, size_t errcap)
+{
+	if (strncmp(value, "arn:", 4) == 0) {
+		const char *f[6];
+		const char *p = value;
+		int i;
+		for (i = 0; i < 6; i++) {
+			f[i] = p;
+			p = strchr(p, ':');
+			if (!p && i < 5)
+				goto bad_arn;
+			if (p)
+				p++;
+		}
+		/* f[2] service, f[3] region, f[5] "stream/<name>" */
+		if (strncmp(f[2], "kinesis:", 8) != 0 || strncmp(f[5], "stream/", 7) != 0)
+			goto bad_arn;
+		if (copy_str(c->stream_arn, sizeof(c->stream_arn), value) ||
+		    copy_str(c->stream_name, sizeof(c->stream_name), f[5] + 7) || !f[5][7])
+			goto bad_arn;
+		if (f[4] - f[3] > 1) {
+			size_t n = (size_t)(f[4] - f[3] - 1);
+			if (n >= sizeof(c->region))
+				goto bad_arn;
+			memcpy(c->region, f[3], n);
+			c->region[n] = 0;
+		}
+		return 0;
+	bad_arn:
+		snprintf(err, errcap, "TELKIN_STREAM=%.128s: not a Kinesis stream ARN "
+		         "(arn:aws:kinesis:<region>:<account>:stream/<name>)", value);
+		return -1;
+	}
+	if (copy_str(c->stream_name, sizeof(c->stream_name), value)) {
+		snprintf(err, errcap, "TELKIN_STREAM: a stream name has at most %d characters",
+		         KINESIS_MAX_STREAM_NAME);
+		return -1;
+	}
+	for (const char *p = value; *p; p++) {
+		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.') {
+			snprintf(err, errcap, "TELKIN_STREAM=%.128s: a stream name has only letters, "
+			         "digits, '_', '-' and '.'", value);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The whole configuration. 0, or -1 with a message for init/error. */
+static int config_load(struct config *c, char *err, size_t errcap)
+{
+	unsigned long long v;
+	const char *s;
+
+	memset(c, 0, sizeof(*c));
+	s = env_or("TELKIN_LOG_LEVEL", "info");
+	if (!strcmp(s, "error")) g_log_level = LOG_ERROR;
+	else if (!strcmp(s, "warn")) g_log_level = LOG_WARN;
+	else if (!strcmp(s, "info")) g_log_level = LOG_INFO;
+	else if (!strcmp(s, "debug")) g_log_level = LOG_DEBUG;
+	else {
+		snprintf(err, errcap, "TELKIN_LOG_LEVEL=%.32s: expected error, warn, info or debug", s);
+		return -1;
+	}
+
+	copy_str(c->region, sizeof(c->region), env_or("AWS_REGION", env_or("AWS_DEFAULT_REGION", "")));
+	s = env_or("TELKIN_STREAM", NULL);
+	if (!s) {
+		snprintf(err, errcap, "TELKIN_STREAM is not set: name the Kinesis stream (a name or "
+		         "an ARN)");
+		return -1;
+	}
+	if (config_stream(c, s, err, errcap))
+		return -1;
+	if (!c->region[0]) {
+		snprintf(err, errcap, "AWS_REGION is not set and TELKIN_STREAM is not an ARN");
+		return -1;
+	}
+	for (const char *p = c->region; *p; p++) {
+		if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && *p != '-') {
+			snprintf(err, errcap, "AWS_REGION=%.64s: not a region name", c->region);
+			return -1;
+		}
+	}
+
+	/* Endpoint: the most specific setting wins. */
+	s = env_or("TELKIN_ENDPOINT", env_or("AWS_ENDPOINT_URL_KINESIS", env_or("AWS_ENDPOINT_URL",
+	           NULL)));
+	if (s) {
+		if (endpoint_parse(&c->kinesis, s, err, errcap))
+			return -1;
+	} else {
+		char url[128];
+		snprintf(url, sizeof(url), "https://kinesis.%s.amazonaws.com%s", c->region,
+		         strncmp(c->region, "cn-", 3) == 0 ? ".cn" : "");
+		if (endpoint_parse(&c->kinesis, url, err, errcap))
+			return -1;
+	}
+	if (c->kinesis.tls) {
+		snprintf(err, errcap, "endpoint https://%.100s: this build of telkin has no TLS yet; "
+		         "set AWS_ENDPOINT_URL_KINESIS to an http:// endpoint", c->kinesis.host);
+		return -1;
+	}
+
+	c->access_key_id = env_or("AWS_ACCESS_KEY_ID", NULL);
+	c->secret_access_key = env_or("AWS_SECRET_ACCESS_KEY", NULL);
+	c->session_token = env_or("AWS_SESSION_TOKEN", NULL);
+	if (!c->access_key_id || !c->secret_access_key) {
+		snprintf(err, errcap, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set "
+		         "(Lambda sets them from the function's role)");
+		return -1;
+	}
+	if (strlen(c->access_key_id) > 128 || strlen(c->secret_access_key) > 128 ||
+	    (c->session_token && strlen(c->session_token) > 4096)) {
+		snprintf(err, errcap, "AWS credentials in the environment are longer than expected");
+		return -1;
+	}
+
+	copy_str(c->function_name, sizeof(c->function_name),
+	         env_or("AWS_LAMBDA_FUNCTION_NAME", ""));
+	copy_str(c->function_version, sizeof(c->function_version),
+	         env_or("AWS_LAMBDA_FUNCTION_VERSION", ""));
+
+	if (config_uint("TELKIN_LISTEN_PORT", env_or("TELKIN_LISTEN_PORT", "4243"), 1024, 65535,
+	                &v, err, errcap))
+		return -1;
+	c->listen_port = (unsigned)v;
+	if (config_uint("TELKIN_BUFFER_ITEMS", env_or("TELKIN_BUFFER_ITEMS", "1000"),
+	                TELEMETRY_ITEMS_MIN, TELEMETRY_ITEMS_MAX, &v, err, errcap))
+		return -1;
+	c->buffer_items = (unsigned)v;
+	if (config_uint("TELKIN_BUFFER_BYTES", env_or("TELKIN_BUFFER_BYTES", "262144"),
+	                TELEMETRY_BYTES_MIN, TELEMETRY_BYTES_MAX, &v, err, errcap))
+		return -1;
+	c->buffer_bytes = (unsigned)v;
+	if (config_uint("TELKIN_BUFFER_TIMEOUT_MS", env_or("TELKIN_BUFFER_TIMEOUT_MS", "25"),
+	                TELEMETRY_TIMEOUT_MIN, TELEMETRY_TIMEOUT_MAX, &v, err, errcap))
+		return -1;
+	c->buffer_timeout_ms = (unsigned)v;
+	if (config_types(env_or("TELKIN_TYPES", "platform,function"), &c->types, err, errcap))
+		return -1;
+	if (config_uint("TELKIN_QUEUE_BYTES", env_or("TELKIN_QUEUE_BYTES", "8388608"),
+	                QUEUE_MIN_BYTES, QUEUE_MAX_BYTES, &v, err, errcap))
+		return -1;
+	c->queue_bytes = (size_t)v;
+	s = env_or("TELKIN_PARTITION_KEY", "sandbox");
+	if (!strcmp(s, "sandbox")) c->pk_mode = PK_SANDBOX;
+	else if (!strcmp(s, "request")) c->pk_mode = PK_REQUEST;
+	else if (!strcmp(s, "random")) c->pk_mode = PK_RANDOM;
+	else {
+		snprintf(err, errcap, "TELKIN_PARTITION_KEY=%.32s: expected sandbox, request or random",
+		         s);
+		return -1;
+	}
+	if (config_uint("TELKIN_FLUSH_TIMEOUT_MS", env_or("TELKIN_FLUSH_TIMEOUT_MS", "1000"), 10,
+	                60000, &v, err, errcap))
+		return -1;
+	c->flush_timeout_ms = (unsigned)v;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* HTTP/1.1 message heads (both directions), parsed in place like picohttpparser.             */
+
+struct http_head {
+	size_t head_len;          /* bytes up to and including the blank line */
+	int status;               /* responses */
+	const char *method;       /* requests: spans into the buffer */
+	size_t method_len;
+	const char *path;
+	size_t path_len;
+	long long content_length; /* -1 when absent */
+	int chunked;              /* Transfer-Encoding: chunked */
+	int close;                /* Connection: close, or HTTP/1.0 without keep-alive */
+	int expect_continue;      /* Expect: 100-continue */
+};
+
+static int span_ieq(const char *a, size_t n, const char *b)
+{
+	return strlen(b) == n && strncasecmp(a, b, n) == 0;
+}
+
+/* The end of the head ("\r\n\r\n"), or NULL. Bare "\n\n" is not accepted: HTTP needs CRLF. */
+static const char *http_head_end(const char *buf, size_t len)
+{
+	const char *p = buf, *end = buf + len;
+	while (p + 3 < end) {
+		const char *cr = memchr(p, '\r', (size_t)(end - p - 3));
+		if (!cr)
+			return NULL;
+		if (cr[1] == '\n' && cr[2] == '\r' && cr[3] == '\n')
+			return cr + 4;
+		p = cr + 1;
+	}
+	return NULL;
+}
+
+/* Find a header's value (trimmed) in a parsed head. NULL when absent. */
+static const char *http_header(const char *buf, size_t head_len, const char *name, size_t *vlen)
+{
+	const char *p = memchr(buf, '\n', head_len), *end = buf + head_len;
+	size_t name_len = strlen(name);
+
+	while (p && ++p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		const char *colon;
+		if (!eol)
+			break;
+		colon = memchr(p, ':', (size_t)(eol - p));
+		if (colon && (size_t)(colon - p) == name_len && strncasecmp(p, name, name_len) == 0) {
+			const char *v = colon + 1, *ve = eol;
+			while (v < ve && (*v == ' ' || *v == '\t'))
+				v++;
+			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+				ve--;
+			*vlen = (size_t)(ve - v);
+			return v;
+		}
+		p = eol;
+	}
+	return NULL;
+}
+
+/*
+ * Parse a request (is_request) or response head. 1 complete, 0 incomplete, -1 malformed.
+ * Only what telkin acts on is interpreted; every header line must still be well formed.
+ */
+static int http_parse_head(const char *buf, size_t len, int is_request, struct http_head *h)
+{
+	const char *end = http_head_end(buf, len), *p, *eol, *sp;
+	int http10;
+
+	memset(h, 0, sizeof(*h));
+	h->content_length = -1;
+	if (!end)
+		return 0;
+	h->head_len = (size_t)(end - buf);
+	eol = memchr(buf, '\r', h->head_len);
+	if (is_request) {
+		/* METHOD SP path SP HTTP/1.x */
+		sp = memchr(buf, ' ', (size_t)(eol - buf));
+		if (!sp || sp == buf)
+			return -1;
+		h->method = buf;
+		h->method_len = (size_t)(sp - buf);
+		h->path = sp + 1;
+		sp = memchr(h->path, ' ', (size_t)(eol - h->path));
+		if (!sp || sp == h->path)
+			return -1;
+		h->path_len = (size_t)(sp - h->path);
+		p = sp + 1;
+		if (eol - p != 8 || strncmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1'))
+			return -1;
+		http10 = p[7] == '0';
+	} else {
+		/* HTTP/1.x SP 3DIGIT [SP reason] */
+		if (eol - buf < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ' ||
+		    !isdigit((unsigned char)buf[9]) || !isdigit((unsigned char)buf[10]) ||
+		    !isdigit((unsigned char)buf[11]) || (eol - buf > 12 && buf[12] != ' '))
+			return -1;
+		http10 = buf[7] == '0';
+		h->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+	}
+	h->close = http10;
+	/* Header lines: name ':' value CRLF; no obsolete line folding. */
+	for (p = eol + 2; p < end - 2; p = eol + 2) {
+		const char *colon, *v;
+		size_t vlen;
+		eol = memchr(p, '\r', (size_t)(end - p));
+		if (!eol || eol[1] != '\n')
+			return -1;
+		colon = memchr(p, ':', (size_t)(eol - p));
+		if (!colon || colon == p || *p == ' ' || *p == '\t')
+			return -1;
+		for (const char *c = p; c < colon; c++)
+			if (*c <= ' ' || *c >= 127)
+				return -1;
+		v = colon + 1;
+		while (v < eol && (*v == ' ' || *v == '\t'))
+			v++;
+		vlen = (size_t)(eol - v);
+		while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+			vlen--;
+		if (span_ieq(p, (size_t)(colon - p), "content-length")) {
+			long long cl = 0;
+			if (vlen == 0 || vlen > 15 || h->content_length >= 0)
+				return -1; /* absent, absurd, or repeated: refuse to guess */
+			for (size_t i = 0; i < vlen; i++) {
+				if (!isdigit((unsigned char)v[i]))
+					return -1;
+				cl = cl * 10 + (v[i] - '0');
+			}
+			h->content_length = cl;
+		} else if (span_ieq(p, (size_t)(colon - p), "transfer-encoding")) {
+			if (!span_ieq(v, vlen, "chunked"))
+				return -1; /* only chunked is understood */
+			h->chunked = 1;
+		} else if (span_ieq(p, (size_t)(colon - p), "connection")) {
+			if (span_ieq(v, vlen, "close"))
+				h->close = 1;
+			else if (span_ieq(v, vlen, "keep-alive"))
+				h->close = 0;
+		} else if (span_ieq(p, (size_t)(colon - p), "expect")) {
+			h->expect_continue = span_ieq(v, vlen, "100-continue");
+		}
+	}
+	if (h->chunked && h->content_length >= 0)
+		return -1; /* RFC 9112 6.3: a smuggling vector; refuse */
+	return 1;
+}
+
+/*
+ * Chunked body in body[0..len). When the last chunk and trailers are all there, the data is
+ * compacted in place to body[0..*data_len) and *consumed is the framed length: returns 1.
+ * Returns 0 when more bytes are needed (nothing modified), -1 when malformed or the data would
+ * exceed limit.
+ */
+static int chunked_decode(char *body, size_t len, size_t limit, size_t *data_len, size_t *consumed)
+{
+	size_t pos = 0, total = 0, out;
+
+	for (int pass = 0; pass < 2; pass++) {
+		pos = 0;
+		out = 0;
+		for (;;) {
+			size_t size = 0, digits = 0;
+			while (pos < len && isxdigit((unsigned char)body[pos])) {
+				int c = body[pos++];
+				if (++digits > 8)
+					return -1;
+				size = size * 16 + (size_t)(isdigit(c) ? c - '0' : (tolower(c) - 'a' + 10));
+			}
+			if (pos >= len)
+				return 0;
+			if (digits == 0)
+				return -1;
+			while (pos < len && body[pos] != '\r') { /* chunk extensions are ignored */
+				if (body[pos] == '\n')
+					return -1;
+				pos++;
+			}
+			if (pos + 1 >= len)
+				return 0;
+			if (body[pos + 1] != '\n')
+				return -1;
+			pos += 2;
+			if (size == 0)
+				break;
+			if (pass == 0 && (size > limit || total + size > limit))
+				return -1;
+			if (len - pos < size + 2)
+				return 0;
+			if (body[pos + size] != '\r' || body[pos + size + 1] != '\n')
+				return -1;
+			if (pass == 1)
+				memmove(body + out, body + pos, size);
+			else
+				total += size;
+			out += size;
+			pos += size + 2;
+		}
+		/* Trailers: lines until an empty one. */
+		for (;;) {
+			const char *eol = memchr(body + pos, '\n', len - pos);
+			if (!eol)
+				return 0;
+			if (eol == body + pos || eol[-1] != '\r')
+				return -1;
+			if (eol == body + pos + 1) {
+				pos += 2;
+				break;
+			}
+			pos = (size_t)(eol - body) + 1;
+		}
+	}
+	*data_len = total;
+	*consumed = pos;
+	return 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sockets.                                                                                    */
+
+static int set_nonblocking(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+	return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+/* Start a non-blocking connect. fd, or -1 (errno set). *in_progress is 1 while connecting. */
+static int net_connect(const char *host, const char *port, int *in_progress)
+{
+	struct addrinfo hints, *res = NULL, *ai;
+	int fd = -1, one = 1, rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0) {
+		log_msg(LOG_WARN, "resolving %s: %s", host, gai_strerror(rc));
+		errno = EHOSTUNREACH;
+		return -1;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0)
+			continue;
+		set_nonblocking(fd);
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+			*in_progress = 0;
+			break;
+		}
+		if (errno == EINPROGRESS) {
+			*in_progress = 1;
+			break;
+		}
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* HTTP client: one connection, one request at a time, a non-blocking state machine stepped by  */
+/* poll(). Used for the Extensions/Telemetry API and for Kinesis.                               */
+
+enum hc_state { HC_IDLE, HC_CONNECTING, HC_SENDING, HC_RECEIVING, HC_DONE, HC_FAILED };
+
+struct http_client {
+	const char *name;         /* for log lines */
+	char host[256];
+	char port[8];
+	int fd;
+	enum hc_state state;
+	struct iovec iov[2];      /* head, body: sent without copying */
+	int iov_count;
+	char *buf;                /* response; cap bytes, allocated at start */
+	size_t cap;
+	size_t len;
+	struct http_head head;
+	char *body;               /* response body (de-chunked in place) */
+	size_t body_len;
+	int64_t deadline;         /* monotonic ms; 0 = none (the long-poll) */
+	int reused;               /* the request went out on a kept-alive connection */
+	char error[96];           /* why the last request failed */
+};
+
+static void hc_close(struct http_client *hc)
+{
+	if (hc->fd >= 0)
+		close(hc->fd);
+	hc->fd = -1;
+}
+
+static void hc_fail(struct http_client *hc, const char *why)
+{
+	snprintf(hc->error, sizeof(hc->error), "%s", why);
+	hc_close(hc);
+	hc->state = HC_FAILED;
+}
+
+/* Begin a request; head and body must stay valid until DONE or FAILED. */
+static void hc_start(struct http_client *hc, const char *head, size_t head_len, const char *body,
+                     size_t body_len, int64_t deadline)
+{
+	int in_progress = 0;
+
+	hc->iov[0].iov_base = (void *)head;
+	hc->iov[0].iov_len = head_len;
+	hc->iov[1].iov_base = (void *)body;
+	hc->iov[1].iov_len = body_len;
+	hc->iov_count = body_len ? 2 : 1;
+	hc->len = 0;
+	hc->body = NULL;
+	hc->body_len = 0;
+	hc->deadline = deadline;
+	hc->error[0] = 0;
+	hc->reused = hc->fd >= 0;
+	if (hc->fd < 0) {
+		hc->fd = net_connect(hc->host, hc->port, &in_progress);
+		if (hc->fd < 0) {
+			char why[96];
+			snprintf(why, sizeof(why), "connect to %.40s:%s: %s", hc->host, hc->port,
+			         strerror(errno));
+			hc_fail(hc, why);
+			return;
+		}
+	}
+	hc->state = in_progress ? HC_CONNECTING : HC_SENDING;
+}
+
+static short hc_poll_events(const struct http_client *hc)
+{
+	switch (hc->state) {
+	case HC_CONNECTING:
+	case HC_SENDING:
+		return POLLOUT;
+	case HC_RECEIVING:
+		return POLLIN;
+	case HC_IDLE:
+		return hc->fd >= 0 ? POLLIN : 0; /* a kept-alive peer closing */
+	default:
+		return 0;
+	}
+}
+
+/* Is the response in buf complete? 1 yes, 0 not yet, -1 malformed. Sets body/body_len. */
+static int hc_response_complete(struct http_client *hc, int eof)
+{
+	int rc;
+
+	if (!hc->head.head_len) {
+		rc = http_parse_head(hc->buf, hc->len, 0, &hc->head);
+		if (rc <= 0)
+			return rc;
+	}
+	hc->body = hc->buf + hc->head.head_len;
+	if (hc->head.status == 204 || hc->head.status == 304 || hc->head.status / 100 == 1) {
+		hc->body_len = 0;
+		return 1;
+	}
+	if (hc->head.chunked) {
+		size_t data_len, consumed;
+		rc = chunked_decode(hc->body, hc->len - hc->head.head_len,
+		                    hc->cap - hc->head.head_len, &data_len, &consumed);
+		if (rc == 1)
+			hc->body_len = data_len;
+		return rc;
+	}
+	if (hc->head.content_length >= 0) {
+		if (hc->len - hc->head.head_len < (size_t)hc->head.content_length)
+			return 0;
+		hc->body_len = (size_t)hc->head.content_length;
+		return 1;
+	}
+	/* Neither: the body ends when the peer closes. */
+	if (!eof)
+		return 0;
+	hc->body_len = hc->len - hc->head.head_len;
+	hc->head.close = 1;
+	return 1;
+}
+
+/* Advance on poll events (revents) or a deadline. */
+static void hc_step(struct http_client *hc, short revents, int64_t now)
+{
+	if (hc->state == HC_IDLE) {
+		if (hc->fd >= 0 && (revents & (POLLIN | POLLHUP | POLLERR)))
+			hc_close(hc); /* the peer closed a kept-alive connection (or sent junk) */
+		return;
+	}
+	if (hc->state == HC_CONNECTING && revents) {
+		int err = 0;
+		socklen_t sl = sizeof(err);
+		getsockopt(hc->fd, SOL_SOCKET, SO_ERROR, &err, &sl);
+		if (err) {
+			char why[96];
+			snprintf(why, sizeof(why), "connect to %.40s:%s: %s", hc->host, hc->port,
+			         strerror(err));
+			hc_fail(hc, why);
+			return;
+		}
+		hc->state = HC_SENDING;
+	}
+	if (hc->state == HC_SENDING && (revents & (POLLOUT | POLLERR | POLLHUP))) {
+		for (;;) {
+			ssize_t n;
+			struct iovec *iov = hc->iov;
+			int cnt = hc->iov_count;
+			while (cnt && iov->iov_len == 0) {
+				iov++;
+				cnt--;
+			}
+			if (!cnt) {
+				hc->state = HC_RECEIVING;
+				memset(&hc->head, 0, sizeof(hc->head));
+				break;
+			}
+			n = writev(hc->fd, iov, cnt);
+			if (n < 0) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK)
+					break;
+				if (errno == EINTR)
+					continue;
+				hc_fail(hc, errno == EPIPE || errno == ECONNRESET ?
+				        "connection closed by peer while sending" : "send failed");
+				return;
+			}
+			for (; n > 0 && cnt; iov++, cnt--) {
+				size_t take = (size_t)n < iov->iov_len ? (size_t)n : iov->iov_len;
+				iov->iov_base = (char *)iov->iov_base + take;
+				iov->iov_len -= take;
+				n -= (ssize_t)take;
+			}
+		}
+	}
+	if (hc->state == HC_RECEIVING && (revents & (POLLIN | POLLHUP | POLLERR))) {
+		for (;;) {
+			ssize_t n;
+			int rc;
+			if (hc->len == hc->cap) {
+				hc_fail(hc, "response too large");
+				return;
+			}
+			n = read(hc->fd, hc->buf + hc->len, hc->cap - hc->len);
+			if (n < 0) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK)
+					break;
+				if (errno == EINTR)
+					continue;
+				hc_fail(hc, hc->len ? "connection reset mid-response" :
+				        "connection reset before a response");
+				return;
+			}
+			if (n > 0)
+				hc->len += (size_t)n;
+			rc = hc_response_complete(hc, n == 0);
+			if (rc < 0) {
+				hc_fail(hc, "malformed HTTP response");
+				return;
+			}
+			if (rc == 1) {
+				if (hc->head.close)
+					hc_close(hc);
+				hc->state = HC_DONE;
+				return;
+			}
+			if (n == 0) {
+				hc_fail(hc, hc->len ? "connection closed mid-response" :
+				        "connection closed before a response");
+				return;
+			}
+		}
+	}
+	if (hc->deadline && now >= hc->deadline &&
+	    (hc->state == HC_CONNECTING || hc->state == HC_SENDING || hc->state == HC_RECEIVING))
+		hc_fail(hc, "timed out");
+}
+
+/* Run one request to completion, blocking (start-up calls only: nothing else is running yet). */
+static int hc_run(struct http_client *hc, const char *head, size_t head_len, const char *body,
+                  size_t body_len, int timeout_ms)
+{
+	hc_start(hc, head, head_len, body, body_len, now_ms() + timeout_ms);
+	while (hc->state != HC_DONE && hc->state != HC_FAILED) {
+		struct pollfd pfd = { .fd = hc->fd, .events = hc_poll_events(hc) };
+		int64_t wait = hc->deadline - now_ms();
+		int rc = poll(&pfd, 1, wait > 0 ? (int)wait : 0);
+		if (rc < 0 && errno != EINTR) {
+			hc_fail(hc, "poll failed");
+			break;
+		}
+		hc_step(hc, rc > 0 ? pfd.revents : 0, now_ms());
+	}
+	return hc->state == HC_DONE ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Queue: a ring of records ready for Kinesis, allocated once (TELKIN_QUEUE_BYTES).            */
+/* Entry: header, partition key, data (the record exactly as shipped), padded to 8 bytes.      */
+/* An entry never wraps: when it does not fit at the end, a wrap marker sends it to offset 0.  */
+
+enum entry_state { ENTRY_PENDING = 1, ENTRY_DONE = 2, ENTRY_WRAP = 3 };
+
+struct queue_entry {
+	uint32_t data_len;
+	uint16_t pk_len;
+	uint8_t state;            /* enum entry_state */
+	uint8_t kind;             /* enum event_class, for drop accounting */
+};
+
+struct queue {
+	uint8_t *mem;
+	size_t cap;               /* a multiple of 8 */
+	size_t head;              /* oldest entry */
+	size_t tail;              /* where the next entry goes */
+	size_t count;             /* entries */
+	size_t high_water;        /* most bytes ever used */
+};
+
+#define QUEUE_ALIGN(n) (((n) + 7) & ~(size_t)7)
+
+static size_t entry_size(const struct queue_entry *e)
+{
+	return QUEUE_ALIGN(sizeof(*e) + e->pk_len + e->data_len);
+}
+
+static char *entry_pk(struct queue_entry *e)
+{
+	return (char *)(e + 1);
+}
+
+static char *entry_data(struct queue_entry *e)
+{
+	return (char *)(e + 1) + e->pk_len;
+}
+
+static struct queue_entry *queue_at(const struct queue *q, size_t off)
+{
+	return (struct queue_entry *)(void *)(q->mem + off);
+}
+
+/* Offset of the entry after the one at off, following a wrap; SIZE_MAX past the last. */
+static size_t queue_next(const struct queue *q, size_t off)
+{
+	off += entry_size(queue_at(q, off));
+	if (off == q->tail)
+		return SIZE_MAX;
+	if (off + sizeof(struct queue_entry) > q->cap || queue_at(q, off)->state == ENTRY_WRAP)
+		off = 0;
+	return off == q->tail ? SIZE_MAX : off;
+}
+
+static size_t queue_first(const struct queue *q)
+{
+	return q->count ? q->head : SIZE_MAX;
+}
+
+/* Bytes between head and tail, going round (wrap gaps included). */
+static size_t queue_used(const struct queue *q)
+{
+	if (!q->count)
+		return 0;
+	return q->tail > q->head ? q->tail - q->head : q->cap - q->head + q->tail;
+}
+
+/*
+ * Room for an entry with pk_len + data_len bytes: returns it with its header filled (the caller
+ * writes key and data), or NULL when the queue is full.
+ */
+static struct queue_entry *queue_push(struct queue *q, size_t pk_len, size_t data_len,
+                                      unsigned kind)
+{
+	size_t need = QUEUE_ALIGN(sizeof(struct queue_entry) + pk_len + data_len);
+	size_t at, used;
+	struct queue_entry *e;
+
+	if (need > q->cap)
+		return NULL;
+	if (!q->count)
+		q->head = q->tail = 0;
+	at = q->tail;
+	if (q->count && q->tail <= q->head) {
+		/* The free space is [tail, head). */
+		if (q->head - q->tail < need)
+			return NULL;
+	} else {
+		/* The free space is [tail, cap) and [0, head). */
+		if (q->cap - q->tail < need) {
+			if (q->head < need)
+				return NULL;
+			if (q->cap - q->tail >= sizeof(struct queue_entry))
+				queue_at(q, q->tail)->state = ENTRY_WRAP;
+			at = 0;
+		}
+	}
+	e = queue_at(q, at);
+	e->data_len = (uint32_t)data_len;
+	e->pk_len = (uint16_t)pk_len;
+	e->state = ENTRY_PENDING;
+	e->kind = (uint8_t)kind;
+	if (!q->count)
+		q->head = at;
+	q->tail = at + need;
+	if (q->tail == q->cap)
+		q->tail = 0;
+	q->count++;
+	used = queue_used(q);
+	if (used > q->high_water)
+		q->high_water = used;
+	return e;
+}
+
+/* Release the entries at the head that Kinesis has taken (or that were given up). */
+static void queue_pop_done(struct queue *q)
+{
+	while (q->count && queue_at(q, q->head)->state == ENTRY_DONE) {
+		size_t next = queue_next(q, q->head);
+		q->count--;
+		q->head = next == SIZE_MAX ? q->tail : next;
+	}
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Process state: one struct, passed everywhere.                                               */
+
+enum phase {
+	PHASE_WAIT_EVENT,         /* /event/next is out: Lambda may freeze us at any moment */
+	PHASE_INVOKE,             /* the function runs: ship as telemetry arrives */
+	PHASE_FLUSH,              /* runtimeDone seen: ship the rest, then /event/next */
+	PHASE_SHUTDOWN            /* ship everything, exit before deadlineMs */
+};
+
+struct listen_conn {
+	int fd;                   /* -1: free slot */
+	char *buf;                /* head + body, LISTEN_HEAD_MAX + body_limit bytes */
+	size_t len;
+	int64_t request_started;  /* first byte of the current request; 0 between requests */
+	int64_t last_used;        /* eviction order when every slot is taken */
+	int continue_sent;
+};
+
+struct stats {
+	uint64_t events_received;
+	uint64_t events_queued;
+	uint64_t events_filtered;
+	uint64_t events_truncated;
+	uint64_t dropped_records[3];  /* by class: platform, function, extension */
+	uint64_t dropped_bytes[3];
+	uint64_t batches_received;
+	uint64_t batches_rejected;    /* malformed or oversized POSTs */
+	uint64_t records_shipped;
+	uint64_t bytes_shipped;
+	uint64_t records_retried;
+	uint64_t records_rejected;    /* non-retryable Kinesis errors */
+	uint64_t putrecords_calls;
+	uint64_t putrecords_errors;
+	uint64_t reconnects;
+	uint64_t lost_at_exit;
+};
+
+struct telkin {
+	struct config cfg;
+	char runtime_api[256];                 /* AWS_LAMBDA_RUNTIME_API: host:port */
+	char extension_name[64];
+	char extension_id[128];
+	char registered_function[256];         /* from the register response */
+	char registered_version[64];
+	char sandbox_id[SANDBOX_ID_LEN + 1];
+	char identity[IDENTITY_MAX];  /* "function":..,"version":..,"region":..,"sandbox":..} */
+	size_t identity_len;
+
+	/* Lifecycle. */
+	enum phase phase;
+	char request_id[REQUEST_ID_MAX];       /* the invocation under way */
+	char runtime_done_id[REQUEST_ID_MAX];  /* the last platform.runtimeDone's requestId */
+	int64_t invoke_deadline;
+	int64_t flush_deadline;
+	int64_t shutdown_deadline;
+	int64_t last_telemetry;
+	struct http_client api;
+	char api_head[1024];
+
+	/* Listener -> tokenizer. */
+	int listen_fd;
+	size_t body_limit;
+	struct listen_conn conns[LISTEN_MAX_CONNS];
+	struct json_token *batch_toks;         /* LISTEN_MAX_EVENTS + 1 */
+	struct json_token event_toks[EVENT_MAX_TOKENS];
+
+	/* Queue. Drops not yet reported downstream. */
+	struct queue q;
+	uint64_t unreported_drop_records[3];
+	uint64_t unreported_drop_bytes[3];
+
+	/* Batcher -> signer -> Kinesis. */
+	struct http_client kin;
+	struct sigv4_signer signer;
+	char *req_body;                        /* REQUEST_BODY_MAX */
+	size_t req_body_len;
+	char req_head[CLIENT_HEAD_MAX];
+	size_t req_head_len;
+	size_t inflight[KINESIS_MAX_RECORDS];  /* queue offsets of the records in the request */
+	size_t inflight_count;
+	int request_out;                       /* a PutRecords is in flight */
+	int resent;                            /* the current request was resent on a new connection */
+	unsigned attempt;                      /* consecutive failed attempts */
+	int64_t retry_at;
+	struct json_token *resp_toks;          /* KINESIS_RESPONSE_TOKENS */
+	char logged_errors[8][64];             /* error types already logged once */
+
+	struct stats stats;
+};
+
+static const char *class_name(unsigned kind)
+{
+	return kind == CLASS_FUNCTION ? "function" : kind == CLASS_EXTENSION ? "extension" :
+	       "platform";
+}
+
+static unsigned class_index(unsigned kind)
+{
+	return kind == CLASS_FUNCTION ? 1 : kind == CLASS_EXTENSION ? 2 : 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tokenizer -> queue: one Telemetry API batch becomes records.                                */
+
+/* "2026-11-22T20:30:23.123Z" */
+static size_t iso_time(char *out, size_t cap)
+{
+	int64_t ms = wall_ms();
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&s, &tm);
+	return (size_t)snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+	                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	                        (int)(ms % 1000));
+}
+
+/* The event class from its "type": "function", "extension", or a platform.* event. */
+static unsigned event_class(const char *ev, const struct json_token *type)
+{
+	if (!type || type->type != JSON_STRING)
+		return CLASS_PLATFORM;
+	if (json_string_eq(ev, type, "function"))
+		return CLASS_FUNCTION;
+	if (json_string_eq(ev, type, "extension"))
+		return CLASS_EXTENSION;
+	return CLASS_PLATFORM;
+}
+
+/* A requestId usable as a partition key: printable ASCII, no quote or backslash. */
+static int usable_key(const char *s, size_t n)
+{
+	if (n == 0 || n > KINESIS_MAX_PARTITION_KEY || n >= REQUEST_ID_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x21 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\')
+			return 0;
+	return 1;
+}
+
+/* Account for a record that did not fit in the queue. */
+static void drop_record(struct telkin *t, unsigned kind, size_t bytes)
+{
+	unsigned i = class_index(kind);
+	t->stats.dropped_records[i]++;
+	t->stats.dropped_bytes[i] += bytes;
+	t->unreported_drop_records[i]++;
+	t->unreported_drop_bytes[i] += bytes;
+}
+
+/*
+ * Report drops downstream as a synthetic event, as soon as the queue has room for it:
+ * {"time":..,"type":"telkin.dropped","record":{"droppedRecords":N,"droppedBytes":B,...}}
+ */
+static void report_drops(struct telkin *t)
+{
+	char rec[512];
+	size_t n, pk_len = strlen(t->sandbox_id);
+	uint64_t records = 0, bytes = 0;
+	struct queue_entry *e;
+
+	for (int i = 0; i < 3; i++) {
+		records += t->unreported_drop_records[i];
+		bytes += t->unreported_drop_bytes[i];
+	}
+	if (!records)
+		return;
+	n = (size_t)snprintf(rec, sizeof(rec), "{\"time\":\"");
+	n += iso_time(rec + n, sizeof(rec) - n);
+	n += (size_t)snprintf(rec + n, sizeof(rec) - n,
+	                      "\",\"type\":\"telkin.dropped\",\"record\":{\"droppedRecords\":%llu,"
+	                      "\"droppedBytes\":%llu,\"platform\":%llu,\"function\":%llu,"
+	                      "\"extension\":%llu},", (unsigned long long)records,
+	                      (unsigned long long)bytes,
+	                      (unsigned long long)t->unreported_drop_records[0],
+	                      (unsigned long long)t->unreported_drop_records[1],
+	                      (unsigned long long)t->unreported_drop_records[2]);
+	e = queue_push(&t->q, pk_len, n + t->identity_len, CLASS_PLATFORM);
+	if (!e)
+		return;
+	memcpy(entry_pk(e), t->sandbox_id, pk_len);
+	memcpy(entry_data(e), rec, n);
+	memcpy(entry_data(e) + n, t->identity, t->identity_len);
+	log_msg(LOG_WARN, "queue full: dropped %llu records (%llu bytes); reported downstream",
+	        (unsigned long long)records, (unsigned long long)bytes);
+	memset(t->unreported_drop_records, 0, sizeof(t->unreported_drop_records));
+	memset(t->unreported_drop_bytes, 0, sizeof(t->unreported_drop_bytes));
+}
+
+/* Bytes of JSON escaping for a prefix: how many source bytes fit in budget escaped bytes. */
+static size_t escaped_prefix(const char *s, size_t n, size_t budget)
+{
+	size_t used = 0, i;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		size_t w = (c == '"' || c == '\\') ? 2 : c < 0x20 ? 6 : 1;
+		if (used + w > budget)
+			break;
+		used += w;
+	}
+	while (i > 0 && i < n && ((unsigned char)s[i] & 0xC0) == 0x80)
+		i--; /* never split a UTF-8 sequence */
+	return i;
+}
+
+/*
+ * An event too large for one record: keep its type and time, and as much of its text as fits,
+ * as a JSON string, marked "truncated":true.
+ */
+static void queue_truncated(struct telkin *t, const char *ev, size_t len,
+                            const struct json_token *type, const struct json_token *time,
+                            const char *pk, size_t pk_len, unsigned kind)
+{
+	char head[512];
+	size_t n, budget, keep;
+	struct queue_entry *e;
+
+	n = (size_t)snprintf(head, sizeof(head), "{\"type\":");
+	if (type && type->type == JSON_STRING && type->end - type->start < 200)
+		n += (size_t)snprintf(head + n, sizeof(head) - n, "\"%.*s\"",
+		                      (int)(type->end - type->start), ev + type->start);
+	else
+		n += (size_t)snprintf(head + n, sizeof(head) - n, "null");
+	n += (size_t)snprintf(head + n, sizeof(head) - n, ",\"time\":");
+	if (time && time->type == JSON_STRING && time->end - time->start < 64)
+		n += (size_t)snprintf(head + n, sizeof(head) - n, "\"%.*s\"",
+		                      (int)(time->end - time->start), ev + time->start);
+	else
+		n += (size_t)snprintf(head + n, sizeof(head) - n, "null");
+	n += (size_t)snprintf(head + n, sizeof(head) - n,
+	                      ",\"truncated\":true,\"originalBytes\":%zu,\"record\":\"", len);
+	/* head + escaped prefix + "\"," + identity + pk within the record limit */
+	budget = KINESIS_MAX_RECORD_BYTES - pk_len - n - 2 - t->identity_len;
+	keep = escaped_prefix(ev, len, budget);
+	{
+		size_t esc = json_escaped_len(ev, keep);
+		size_t data_len = n + esc + 2 + t->identity_len;
+		char *d;
+		e = queue_push(&t->q, pk_len, data_len, kind);
+		if (!e) {
+			drop_record(t, kind, len);
+			return;
+		}
+		memcpy(entry_pk(e), pk, pk_len);
+		d = entry_data(e);
+		memcpy(d, head, n);
+		json_escape(d + n, esc, ev, keep);
+		memcpy(d + n + esc, "\",", 2);
+		memcpy(d + n + esc + 2, t->identity, t->identity_len);
+	}
+	t->stats.events_truncated++;
+	t->stats.events_queued++;
+	log_msg(LOG_WARN, "a %s event of %zu bytes was truncated to fit a Kinesis record",
+	        class_name(kind), len);
+}
+
+/* One event object (ev[0..len), already validated) into the queue, or counted as dropped. */
+static void ingest_event(struct telkin *t, const char *ev, size_t len)
+{
+	struct json_token *tk = t->event_toks;
+	const struct json_token *type = NULL, *time = NULL, *rid = NULL;
+	char pk_buf[SANDBOX_ID_LEN + 1];
+	const char *pk = t->sandbox_id;
+	size_t pk_len = SANDBOX_ID_LEN, data_len, body_end;
+	unsigned kind;
+	int n, i, empty;
+	struct queue_entry *e;
+
+	/* Depth 2 reaches record.requestId; an event with very many members falls back to 1. */
+	n = json_parse(ev, len, tk, EVENT_MAX_TOKENS, JSON_MAX_DEPTH, 2, NULL);
+	if (n < 0)
+		n = json_parse(ev, len, tk, EVENT_MAX_TOKENS, JSON_MAX_DEPTH, 1, NULL);
+	if (n > 0) {
+		int rec;
+		i = json_object_get(ev, tk, 0, "type");
+		type = i >= 0 ? &tk[i] : NULL;
+		i = json_object_get(ev, tk, 0, "time");
+		time = i >= 0 ? &tk[i] : NULL;
+		rec = json_object_get(ev, tk, 0, "record");
+		if (rec >= 0 && tk[rec].type == JSON_OBJECT) {
+			i = json_object_get(ev, tk, rec, "requestId");
+			if (i >= 0 && tk[i].type == JSON_STRING && !(tk[i].flags & JSON_ESCAPED))
+				rid = &tk[i];
+		}
+	}
+	kind = event_class(ev, type);
+	t->stats.events_received++;
+
+	/* telkin's own need: the end of the invocation it is holding open. */
+	if (type && rid && json_string_eq(ev, type, "platform.runtimeDone") &&
+	    usable_key(ev + rid->start, rid->end - rid->start)) {
+		memcpy(t->runtime_done_id, ev + rid->start, rid->end - rid->start);
+		t->runtime_done_id[rid->end - rid->start] = 0;
+	}
+	if (!(kind & t->cfg.types)) {
+		t->stats.events_filtered++;
+		return;
+	}
+
+	if (t->cfg.pk_mode == PK_REQUEST) {
+		if (rid && usable_key(ev + rid->start, rid->end - rid->start)) {
+			pk = ev + rid->start;
+			pk_len = rid->end - rid->start;
+		} else if (t->request_id[0] && t->phase != PHASE_SHUTDOWN) {
+			pk = t->request_id;   /* text logs carry no requestId: the invocation's */
+			pk_len = strlen(pk);
+		}
+	} else if (t->cfg.pk_mode == PK_RANDOM) {
+		random_hex(pk_buf, 16);
+		pk = pk_buf;
+		pk_len = 16;
+	}
+
+	/* The record: the event as received, with the identity members appended. */
+	body_end = len - 1; /* the closing brace */
+	empty = 1;
+	for (size_t j = body_end; j-- > 0;) {
+		char c = ev[j];
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+			continue;
+		empty = c == '{';
+		break;
+	}
+	data_len = body_end + (empty ? 0 : 1) + t->identity_len;
+	if (data_len + pk_len > KINESIS_MAX_RECORD_BYTES) {
+		queue_truncated(t, ev, len, type, time, pk, pk_len, kind);
+		return;
+	}
+	e = queue_push(&t->q, pk_len, data_len, kind);
+	if (!e) {
+		drop_record(t, kind, data_len);
+		return;
+	}
+	memcpy(entry_pk(e), pk, pk_len);
+	memcpy(entry_data(e), ev, body_end);
+	if (!empty)
+		entry_data(e)[body_end] = ',';
+	memcpy(entry_data(e) + body_end + (empty ? 0 : 1), t->identity, t->identity_len);
+	t->stats.events_queued++;
+}
+
+/*
+ * A Telemetry API POST body: a JSON array of event objects. The whole batch is validated before
+ * anything is queued, so a rejected batch (which Lambda may resend) leaves no partial copy.
+ * 0, or -1 with a reason for the 400 response.
+ */
+static int ingest_batch(struct telkin *t, const char *body, size_t len, char *err, size_t errcap)
+{
+	struct json_token *tk = t->batch_toks;
+	size_t off = 0;
+	int n, i;
+
+	n = json_parse(body, len, tk, LISTEN_MAX_EVENTS + 1, JSON_MAX_DEPTH, 1, &off);
+	if (n < 0) {
+		if (n == JSON_ERR_NOMEM)
+			snprintf(err, errcap, "more than %d events in one batch", LISTEN_MAX_EVENTS);
+		else
+			snprintf(err, errcap, "invalid JSON at byte %zu: %s", off, json_strerror(n));
+		return -1;
+	}
+	if (tk[0].type != JSON_ARRAY) {
+		snprintf(err, errcap, "expected a JSON array of telemetry events");
+		return -1;
+	}
+	for (i = 1; i < n; i = (int)tk[i].next) {
+		if (tk[i].type != JSON_OBJECT) {
+			snprintf(err, errcap, "event at byte %u is not a JSON object", tk[i].start);
+			return -1;
+		}
+	}
+	t->stats.batches_received++;
+	t->last_telemetry = now_ms();
+	report_drops(t);
+	for (i = 1; i < n; i = (int)tk[i].next)
+		ingest_event(t, body + tk[i].start, tk[i].end - tk[i].start);
+	report_drops(t);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Telemetry listener: an HTTP/1.1 server for Lambda's POSTs. Keep-alive, Content-Length and  */
+/* chunked bodies, a body limit, a bounded number of connections, slow requests timed out.     */
+
+static void listener_close(struct listen_conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->len = 0;
+	c->request_started = 0;
+	c->continue_sent = 0;
+}
+
+/* Responses are small: one non-blocking send; a peer that cannot take them is dropped. */
+static int listener_respond(struct listen_conn *c, int status, const char *reason,
+                            const char *message, int close_after)
+{
+	char resp[512];
+	char body[300];
+	size_t blen = 0;
+	int n;
+
+	if (message) {
+		size_t mlen = strlen(message);
+		size_t esc = json_escaped_len(message, mlen);
+		if (esc > 200)
+			mlen = escaped_prefix(message, mlen, 200), esc = json_escaped_len(message, mlen);
+		memcpy(body, "{\"errorMessage\":\"", 17);
+		json_escape(body + 17, esc, message, mlen);
+		memcpy(body + 17 + esc, "\"}", 2);
+		blen = 17 + esc + 2;
+	}
+	n = snprintf(resp, sizeof(resp), "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+	             status, reason, blen, blen ? "Content-Type: application/json\r\n" : "",
+	             close_after ? "Connection: close\r\n" : "");
+	if (blen)
+		memcpy(resp + n, body, blen);
+	if (send(c->fd, resp, (size_t)n + blen, MSG_NOSIGNAL) != (ssize_t)((size_t)n + blen))
+		close_after = 1;
+	if (close_after)
+		listener_close(c);
+	return close_after ? -1 : 0;
+}
+
+/* Reject a request, count it and say why. */
+static void listener_reject(struct telkin *t, struct listen_conn *c, int status,
+                            const char *reason, const char *message, int close_after)
+{
+	t->stats.batches_rejected++;
+	log_msg(LOG_WARN, "telemetry request rejected: %d %s", status, message);
+	listener_respond(c, status, reason, message, close_after);
+}
+
+/*
+ * Handle every complete request in the connection's buffer (pipelining allowed).
+ * Returns -1 when the connection was closed.
+ */
+static int listener_process(struct telkin *t, struct listen_conn *c)
+{
+	while (c->len) {
+		struct http_head h;
+		char *body;
+		size_t body_len, consumed, have;
+		char err[160];
+		int rc = http_parse_head(c->buf, c->len, 1, &h);
+
+		if (rc == 0) {
+			if (c->len >= LISTEN_HEAD_MAX) {
+				listener_reject(t, c, 431, "Request Header Fields Too Large",
+				                "request head over 8 KiB", 1);
+				return -1;
+			}
+			return 0;
+		}
+		if (rc < 0 || h.head_len > LISTEN_HEAD_MAX) {
+			listener_reject(t, c, 400, "Bad Request", "malformed HTTP request", 1);
+			return -1;
+		}
+		if (!span_ieq(h.method, h.method_len, "POST")) {
+			listener_reject(t, c, 405, "Method Not Allowed", "only POST is accepted", 1);
+			return -1;
+		}
+		if (h.path_len != 1 || h.path[0] != '/') {
+			listener_reject(t, c, 404, "Not Found", "telemetry is posted to /", 1);
+			return -1;
+		}
+		if (!h.chunked && h.content_length < 0) {
+			listener_reject(t, c, 411, "Length Required", "Content-Length or chunked body "
+			                "required", 1);
+			return -1;
+		}
+		if (h.content_length > (long long)t->body_limit) {
+			snprintf(err, sizeof(err), "body over %zu bytes", t->body_limit);
+			listener_reject(t, c, 413, "Payload Too Large", err, 1);
+			return -1;
+		}
+		if (h.expect_continue && !c->continue_sent) {
+			static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+			if (send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL) != sizeof(cont) - 1) {
+				listener_close(c);
+				return -1;
+			}
+			c->continue_sent = 1;
+		}
+		body = c->buf + h.head_len;
+		have = c->len - h.head_len;
+		if (h.chunked) {
+			rc = chunked_decode(body, have, t->body_limit, &body_len, &consumed);
+			if (rc < 0) {
+				snprintf(err, sizeof(err), "malformed chunked body or body over %zu bytes",
+				         t->body_limit);
+				listener_reject(t, c, 413, "Payload Too Large", err, 1);
+				return -1;
+			}
+			if (rc == 0) {
+				if (c->len >= LISTEN_HEAD_MAX + t->body_limit) {
+					listener_reject(t, c, 413, "Payload Too Large", "chunked body over "
+					                "the limit", 1);
+					return -1;
+				}
+				return 0;
+			}
+		} else {
+			body_len = (size_t)h.content_length;
+			if (have < body_len)
+				return 0;
+			consumed = body_len;
+		}
+
+		if (ingest_batch(t, body, body_len, err, sizeof(err)) < 0) {
+			t->stats.batches_rejected++;
+			log_msg(LOG_WARN, "telemetry batch rejected: %s", err);
+			if (listener_respond(c, 400, "Bad Request", err, h.close) < 0)
+				return -1;
+		} else if (listener_respond(c, 200, "OK", NULL, h.close) < 0) {
+			return -1;
+		}
+		/* Keep what follows (a pipelined request). */
+		consumed += h.head_len;
+		memmove(c->buf, c->buf + consumed, c->len - consumed);
+		c->len -= consumed;
+		c->continue_sent = 0;
+		c->request_started = c->len ? now_ms() : 0;
+	}
+	return 0;
+}
+
+static void listener_read(struct telkin *t, struct listen_conn *c)
+{
+	size_t cap = LISTEN_HEAD_MAX + t->body_limit;
+
+	for (;;) {
+		ssize_t n;
+		if (c->len == cap) {
+			listener_reject(t, c, 413, "Payload Too Large", "request over the limit", 1);
+			return;
+		}
+		n = read(c->fd, c->buf + c->len, cap - c->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0) {
+			listener_close(c);
+			return;
+		}
+		if (!c->request_started)
+			c->request_started = now_ms();
+		c->last_used = now_ms();
+		c->len += (size_t)n;
+		if (listener_process(t, c) < 0)
+			return;
+	}
+}
+
+/* A new connection: a free slot, else the longest-idle connection makes room. */
+static void listener_accept(struct telkin *t)
+{
+	for (;;) {
+		struct listen_conn *slot = NULL;
+		int fd = accept4(t->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		for (int i = 0; i < LISTEN_MAX_CONNS && !slot; i++)
+			if (t->conns[i].fd < 0)
+				slot = &t->conns[i];
+		for (int i = 0; i < LISTEN_MAX_CONNS && !slot; i++) {
+			struct listen_conn *c = &t->conns[i];
+			if (!c->request_started && (!slot || c->last_used < slot->last_used))
+				slot = c;
+		}
+		if (!slot) {
+			static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
+			                           "Content-Length: 0\r\nConnection: close\r\n\r\n";
+			if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL) < 0)
+				log_msg(LOG_DEBUG, "busy response not sent");
+			close(fd);
+			t->stats.batches_rejected++;
+			continue;
+		}
+		listener_close(slot);
+		slot->fd = fd;
+		slot->last_used = now_ms();
+	}
+}
+
+/* Drop connections whose request has stalled (slowloris). */
+static void listener_expire(struct telkin *t, int64_t now)
+{
+	for (int i = 0; i < LISTEN_MAX_CONNS; i++) {
+		struct listen_conn *c = &t->conns[i];
+		if (c->fd >= 0 && c->request_started &&
+		    now - c->request_started >= LISTEN_SLOW_REQUEST_MS) {
+			listener_reject(t, c, 408, "Request Timeout", "request not completed in time", 1);
+		}
+	}
+}
+
+/* The address sandbox.localdomain resolves to: /etc/hosts, then the resolver; else loopback. */
+static int listener_open(struct telkin *t, char *err, size_t errcap)
+{
+	struct sockaddr_in sa;
+	struct addrinfo hints, *res = NULL;
+	int one = 1;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)t->cfg.listen_port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_INET;
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(LISTEN_HOST, NULL, &hints, &res) == 0 && res) {
+		sa.sin_addr = ((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr;
+		freeaddrinfo(res);
+	}
+	t->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (t->listen_fd < 0)
+		goto fail;
+	setsockopt(t->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(t->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(t->listen_fd, 16) < 0)
+		goto fail;
+	log_msg(LOG_DEBUG, "listening on %s:%u", inet_ntoa(sa.sin_addr), t->cfg.listen_port);
+	return 0;
+fail:
+	snprintf(err, errcap, "telemetry listener on %s:%u: %s", inet_ntoa(sa.sin_addr),
+	         t->cfg.listen_port, strerror(errno));
+	return -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Batcher: the queue's pending records -> one PutRecords body (<= 500 records, <= 5 MiB).     */
+
+static char *append(char *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+
+#define APPEND_LIT(p, lit) append((p), (lit), sizeof(lit) - 1)
+
+/* Records pending from the head of the queue into t->req_body; their offsets into inflight. */
+static size_t batch_build(struct telkin *t)
+{
+	char *p = t->req_body;
+	size_t bytes = 0, off;
+
+	t->inflight_count = 0;
+	p = APPEND_LIT(p, "{\"StreamName\":\"");
+	p = append(p, t->cfg.stream_name, strlen(t->cfg.stream_name));
+	if (t->cfg.stream_arn[0]) {
+		p = APPEND_LIT(p, "\",\"StreamARN\":\"");
+		p = append(p, t->cfg.stream_arn, strlen(t->cfg.stream_arn));
+	}
+	p = APPEND_LIT(p, "\",\"Records\":[");
+	for (off = queue_first(&t->q); off != SIZE_MAX; off = queue_next(&t->q, off)) {
+		struct queue_entry *e = queue_at(&t->q, off);
+		size_t size = (size_t)e->data_len + e->pk_len;
+		if (e->state != ENTRY_PENDING)
+			continue;
+		if (t->inflight_count == KINESIS_MAX_RECORDS || bytes + size > KINESIS_MAX_REQUEST_BYTES)
+			break;
+		if (t->inflight_count)
+			*p++ = ',';
+		p = APPEND_LIT(p, "{\"Data\":\"");
+		p += base64_encode(p, BASE64_ENCODED_LEN(e->data_len), entry_data(e), e->data_len);
+		p = APPEND_LIT(p, "\",\"PartitionKey\":\"");
+		p = append(p, entry_pk(e), e->pk_len);
+		p = APPEND_LIT(p, "\"}");
+		bytes += size;
+		t->inflight[t->inflight_count++] = off;
+	}
+	p = APPEND_LIT(p, "]}");
+	t->req_body_len = (size_t)(p - t->req_body);
+	return t->inflight_count;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Signer: the request head with a SigV4 Authorization.                                        */
+
+static int kinesis_sign(struct telkin *t)
+{
+	static const char target[] = "Kinesis_20131202.PutRecords";
+	static const char ctype[] = "application/x-amz-json-1.1";
+	char amz_date[SIGV4_AMZ_DATE_LEN + 1], payload[SIGV4_HASH_HEX_LEN + 1], auth[512];
+	struct sigv4_header hs[5];
+	struct sigv4_request r;
+	const char *token = t->cfg.session_token;
+	size_t nh = 0;
+	int n;
+
+	sigv4_amz_date(time(NULL), amz_date);
+	sigv4_payload_hash(t->req_body, t->req_body_len, payload);
+#define HDR(n_, v_) (hs[nh++] = (struct sigv4_header){ n_, strlen(n_), v_, strlen(v_) })
+	HDR("Host", t->cfg.kinesis.host_header);
+	HDR("Content-Type", ctype);
+	HDR("X-Amz-Date", amz_date);
+	HDR("X-Amz-Target", target);
+	if (token)
+		HDR("X-Amz-Security-Token", token);
+#undef HDR
+	memset(&r, 0, sizeof(r));
+	r.method = "POST";
+	r.path = "/";
+	r.query = "";
+	r.headers = hs;
+	r.n_headers = nh;
+	r.payload_hash = payload;
+	r.normalize_path = 1;
+	if (sigv4_authorization(&t->signer, &r, amz_date, auth, sizeof(auth), NULL) < 0)
+		return -1;
+	n = snprintf(t->req_head, sizeof(t->req_head),
+	             "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nX-Amz-Target: %s\r\n"
+	             "X-Amz-Date: %s\r\n%s%s%sAuthorization: %s\r\nContent-Length: %zu\r\n"
+	             "User-Agent: telkin/1.0\r\n\r\n",
+	             t->cfg.kinesis.host_header, ctype, target, amz_date,
+	             token ? "X-Amz-Security-Token: " : "", token ? token : "", token ? "\r\n" : "",
+	             auth, t->req_body_len);
+	if (n < 0 || (size_t)n >= sizeof(t->req_head))
+		return -1;
+	t->req_head_len = (size_t)n;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Kinesis: send, then act on the answer. At-least-once: a record leaves the queue only when   */
+/* Kinesis has taken it (or refused it for good).                                              */
+
+static void kinesis_send(struct telkin *t, int64_t now)
+{
+	if (!batch_build(t))
+		return;
+	if (kinesis_sign(t) < 0) {
+		log_msg(LOG_ERROR, "could not sign a PutRecords request");
+		t->retry_at = now + RETRY_CAP_MS;
+		return;
+	}
+	t->stats.putrecords_calls++;
+	t->request_out = 1;
+	t->resent = 0;
+	hc_start(&t->kin, t->req_head, t->req_head_len, t->req_body, t->req_body_len,
+	         now + KINESIS_REQUEST_TIMEOUT_MS);
+}
+
+/* Wait before the next attempt: exponential backoff with full jitter. */
+static void kinesis_backoff(struct telkin *t, int64_t now)
+{
+	uint64_t ceiling = RETRY_BASE_MS;
+	for (unsigned i = 0; i < t->attempt && ceiling < RETRY_CAP_MS; i++)
+		ceiling *= 2;
+	if (ceiling > RETRY_CAP_MS)
+		ceiling = RETRY_CAP_MS;
+	t->attempt++;
+	t->retry_at = now + (int64_t)(rng_next() % (ceiling + 1));
+}
+
+/* Errors worth retrying: throttling and the service's own failures. */
+static int kinesis_retryable(int status, const char *type)
+{
+	static const char *const retry[] = {
+		"ProvisionedThroughputExceededException", "ThrottlingException",
+		"LimitExceededException", "KMSThrottlingException", "InternalFailure",
+		"InternalFailureException", "ServiceUnavailable", "ServiceUnavailableException",
+		"RequestTimeout", "RequestTimeoutException", "Throttling",
+		"RequestLimitExceeded", "SlowDown",
+	};
+	if (status >= 500 || status == 429 || status == 408)
+		return 1;
+	for (size_t i = 0; i < sizeof(retry) / sizeof(retry[0]); i++)
+		if (!strcmp(type, retry[i]))
+			return 1;
+	return 0;
+}
+
+/* Log an error type once per process: a broken permission must not flood the logs. */
+static void log_once(struct telkin *t, const char *type, const char *msg)
+{
+	size_t i;
+	for (i = 0; i < 8 && t->logged_errors[i][0]; i++)
+		if (!strcmp(t->logged_errors[i], type))
+			return;
+	if (i < 8)
+		copy_str(t->logged_errors[i], sizeof(t->logged_errors[i]), type);
+	log_msg(LOG_ERROR, "PutRecords refused: %s: %s; records in such requests are dropped and "
+	        "counted", type, msg);
+}
+
+/* The records of the request: every one taken (or refused for good). */
+static void inflight_done(struct telkin *t, int shipped)
+{
+	for (size_t i = 0; i < t->inflight_count; i++) {
+		struct queue_entry *e = queue_at(&t->q, t->inflight[i]);
+		if (shipped) {
+			t->stats.records_shipped++;
+			t->stats.bytes_shipped += e->data_len;
+		} else {
+			t->stats.records_rejected++;
+		}
+		e->state = ENTRY_DONE;
+	}
+	t->inflight_count = 0;
+	queue_pop_done(&t->q);
+}
+
+/* A 200 PutRecords answer: mark what Kinesis took, keep what failed for a retry. */
+static int kinesis_on_success(struct telkin *t, int64_t now)
+{
+	struct json_token *tk = t->resp_toks;
+	const char *js = t->kin.body;
+	int n, recs, failed = 0, i, k = 0;
+
+	n = json_parse(js, t->kin.body_len, tk, KINESIS_RESPONSE_TOKENS, JSON_MAX_DEPTH, 3, NULL);
+	if (n < 0 || tk[0].type != JSON_OBJECT)
+		return -1;
+	recs = json_object_get(js, tk, 0, "Records");
+	if (recs < 0 || tk[recs].type != JSON_ARRAY || tk[recs].size != t->inflight_count)
+		return -1;
+	for (i = recs + 1; k < (int)t->inflight_count; i = (int)tk[i].next, k++) {
+		struct queue_entry *e = queue_at(&t->q, t->inflight[k]);
+		int code = tk[i].type == JSON_OBJECT ? json_object_get(js, tk, i, "ErrorCode") : -1;
+		if (code >= 0 && tk[code].type == JSON_STRING) {
+			char type[64] = "", msg[160] = "";
+			int m = json_object_get(js, tk, i, "ErrorMessage");
+			json_string_copy(js, &tk[code], type, sizeof(type));
+			if (m >= 0)
+				json_string_copy(js, &tk[m], msg, sizeof(msg));
+			log_msg(LOG_DEBUG, "record failed: %s: %s", type, msg);
+			failed++;
+			t->stats.records_retried++;
+			continue; /* stays pending */
+		}
+		t->stats.records_shipped++;
+		t->stats.bytes_shipped += e->data_len;
+		e->state = ENTRY_DONE;
+	}
+	t->inflight_count = 0;
+	queue_pop_done(&t->q);
+	if (failed)
+		kinesis_backoff(t, now);
+	else
+		t->attempt = 0;
+	return 0;
+}
+
+/* Act on the end of a PutRecords exchange (DONE or FAILED). */
+static void kinesis_on_response(struct telkin *t, int64_t now)
+{
+	struct http_client *hc = &t->kin;
+
+	if (hc->state == HC_FAILED) {
+		/* A kept-alive connection the peer had closed: resend once on a new one, at once. */
+		if (hc->reused && hc->len == 0 && !t->resent) {
+			t->resent = 1;
+			t->stats.reconnects++;
+			hc_start(hc, t->req_head, t->req_head_len, t->req_body, t->req_body_len,
+			         now + KINESIS_REQUEST_TIMEOUT_MS);
+			return;
+		}
+		log_msg(LOG_DEBUG, "PutRecords failed: %s; retrying", hc->error);
+		t->stats.putrecords_errors++;
+		t->stats.records_retried += t->inflight_count;
+		t->inflight_count = 0;
+		t->request_out = 0;
+		hc->state = HC_IDLE;
+		kinesis_backoff(t, now);
+		return;
+	}
+	t->request_out = 0;
+	hc->state = HC_IDLE;
+	if (hc->head.status == 200) {
+		if (kinesis_on_success(t, now) == 0)
+			return;
+		log_msg(LOG_WARN, "PutRecords answered 200 with an unexpected body; retrying");
+	} else {
+		char type[96] = "", msg[256] = "";
+		struct json_token *tk = t->resp_toks;
+		int n = json_parse(hc->body, hc->body_len, tk, KINESIS_RESPONSE_TOKENS,
+		                   JSON_MAX_DEPTH, 1, NULL);
+		if (n > 0 && tk[0].type == JSON_OBJECT) {
+			int ty = json_object_get(hc->body, tk, 0, "__type");
+			int m = json_object_get(hc->body, tk, 0, "message");
+			if (m < 0)
+				m = json_object_get(hc->body, tk, 0, "Message");
+			if (ty >= 0)
+				json_string_copy(hc->body, &tk[ty], type, sizeof(type));
+			if (m >= 0)
+				json_string_copy(hc->body, &tk[m], msg, sizeof(msg));
+		}
+		/* "__type" may be namespaced: "com.amazon.coral.service#ThrottlingException". */
+		if (strchr(type, '#'))
+			memmove(type, strchr(type, '#') + 1, strlen(strchr(type, '#')));
+		if (!type[0])
+			snprintf(type, sizeof(type), "HTTP%d", hc->head.status);
+		t->stats.putrecords_errors++;
+		if (!kinesis_retryable(hc->head.status, type)) {
+			log_once(t, type, msg);
+			inflight_done(t, 0);
+			return;
+		}
+		log_msg(LOG_DEBUG, "PutRecords %d %s: %s; retrying", hc->head.status, type, msg);
+	}
+	t->stats.records_retried += t->inflight_count;
+	t->inflight_count = 0;
+	kinesis_backoff(t, now);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Extensions API and Telemetry API (docs.aws.amazon.com/lambda/latest/dg/                    */
+/* runtimes-extensions-api.html and telemetry-api.html).                                       */
+
+#define API_REGISTER     "/2020-01-01/extension/register"
+#define API_NEXT         "/2020-01-01/extension/event/next"
+#define API_INIT_ERROR   "/2020-01-01/extension/init/error"
+#define API_EXIT_ERROR   "/2020-01-01/extension/exit/error"
+#define API_TELEMETRY    "/2022-07-01/telemetry"
+#define TELEMETRY_SCHEMA "2022-12-13"
+
+static size_t api_build_head(struct telkin *t, char *out, size_t cap, const char *method,
+                             const char *path, const char *extra, size_t body_len)
+{
+	int n = snprintf(out, cap, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s", method, path,
+	                 t->runtime_api, t->extension_id[0] ? "Lambda-Extension-Identifier: " : "",
+	                 t->extension_id, t->extension_id[0] ? "\r\n" : "", extra ? extra : "");
+	if (n > 0 && (size_t)n < cap && strcmp(method, "GET") != 0)
+		n += snprintf(out + n, cap - (size_t)n, "Content-Length: %zu\r\n", body_len);
+	if (n > 0 && (size_t)n < cap)
+		n += snprintf(out + n, cap - (size_t)n, "\r\n");
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* The errorMessage of an API error body, for our own messages. */
+static void api_error_message(struct http_client *hc, char *out, size_t cap)
+{
+	struct json_token tk[32];
+	int n, m;
+
+	snprintf(out, cap, "HTTP %d", hc->head.status);
+	n = json_parse(hc->body, hc->body_len, tk, 32, JSON_MAX_DEPTH, 1, NULL);
+	if (n > 0 && tk[0].type == JSON_OBJECT && (m = json_object_get(hc->body, tk, 0,
+	                                                                "errorMessage")) >= 0) {
+		size_t k = (size_t)snprintf(out, cap, "HTTP %d: ", hc->head.status);
+		if (k < cap && json_string_copy(hc->body, &tk[m], out + k, cap - k) < 0)
+			out[k] = 0;
+	}
+}
+
+/* POST /register. The name must be the executable's file name. */
+static int api_register(struct telkin *t, char *err, size_t errcap)
+{
+	static const char body[] = "{\"events\":[\"INVOKE\",\"SHUTDOWN\"]}";
+	char extra[160];
+	size_t len, id_len;
+	const char *id;
+	struct json_token tk[32];
+	int n, i;
+
+	snprintf(extra, sizeof(extra), "Lambda-Extension-Name: %s\r\n"
+	         "Content-Type: application/json\r\n", t->extension_name);
+	len = api_build_head(t, t->api_head, sizeof(t->api_head), "POST", API_REGISTER, extra,
+	                     sizeof(body) - 1);
+	if (hc_run(&t->api, t->api_head, len, body, sizeof(body) - 1, API_REQUEST_TIMEOUT_MS)) {
+		snprintf(err, errcap, "register: %s", t->api.error);
+		return -1;
+	}
+	if (t->api.head.status != 200) {
+		char msg[200];
+		api_error_message(&t->api, msg, sizeof(msg));
+		snprintf(err, errcap, "register: %s", msg);
+		return -1;
+	}
+	id = http_header(t->api.buf, t->api.head.head_len, "Lambda-Extension-Identifier", &id_len);
+	if (!id || id_len == 0 || id_len >= sizeof(t->extension_id)) {
+		snprintf(err, errcap, "register: no Lambda-Extension-Identifier in the response");
+		return -1;
+	}
+	memcpy(t->extension_id, id, id_len);
+	t->extension_id[id_len] = 0;
+	n = json_parse(t->api.body, t->api.body_len, tk, 32, JSON_MAX_DEPTH, 1, NULL);
+	if (n > 0 && tk[0].type == JSON_OBJECT) {
+		if ((i = json_object_get(t->api.body, tk, 0, "functionName")) >= 0)
+			json_string_copy(t->api.body, &tk[i], t->registered_function,
+			                 sizeof(t->registered_function));
+		if ((i = json_object_get(t->api.body, tk, 0, "functionVersion")) >= 0)
+			json_string_copy(t->api.body, &tk[i], t->registered_version,
+			                 sizeof(t->registered_version));
+	}
+	t->api.state = HC_IDLE;
+	return 0;
+}
+
+/* PUT /telemetry: platform events always (telkin needs runtimeDone), plus what is forwarded. */
+static int api_subscribe(struct telkin *t, char *err, size_t errcap)
+{
+	char body[512];
+	unsigned types = t->cfg.types | CLASS_PLATFORM;
+	size_t len;
+	int n;
+
+	n = snprintf(body, sizeof(body),
+	             "{\"schemaVersion\":\"" TELEMETRY_SCHEMA "\",\"destination\":{\"protocol\":"
+	             "\"HTTP\",\"URI\":\"http://" LISTEN_HOST ":%u\"},\"types\":[%s%s%s%s%s],"
+	             "\"buffering\":{\"maxItems\":%u,\"maxBytes\":%u,\"timeoutMs\":%u}}",
+	             t->cfg.listen_port, "\"platform\"",
+	             types & CLASS_FUNCTION ? "," : "", types & CLASS_FUNCTION ? "\"function\"" : "",
+	             types & CLASS_EXTENSION ? "," : "",
+	             types & CLASS_EXTENSION ? "\"extension\"" : "",
+	             t->cfg.buffer_items, t->cfg.buffer_bytes, t->cfg.buffer_timeout_ms);
+	len = api_build_head(t, t->api_head, sizeof(t->api_head), "PUT", API_TELEMETRY,
+	                     "Content-Type: application/json\r\n", (size_t)n);
+	if (hc_run(&t->api, t->api_head, len, body, (size_t)n, API_REQUEST_TIMEOUT_MS)) {
+		snprintf(err, errcap, "telemetry subscription: %s", t->api.error);
+		return -1;
+	}
+	t->api.state = HC_IDLE;
+	if (t->api.head.status != 200) {
+		char msg[200];
+		api_error_message(&t->api, msg, sizeof(msg));
+		snprintf(err, errcap, "telemetry subscription refused: %s", msg);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * POST /init/error or /exit/error. Lambda then reports the failure (init) or resets the
+ * environment (exit). Also logged, since the caller exits right after.
+ */
+static void api_report_error(struct telkin *t, const char *path, const char *type,
+                             const char *message)
+{
+	char head[1024], body[1024], extra[128], rbuf[2048];
+	struct http_client hc;
+	size_t mlen = strlen(message), esc, len;
+	int n;
+
+	log_msg(LOG_ERROR, "%s: %s", type, message);
+	if (!t->extension_id[0])
+		return; /* not registered: Lambda reports the failed extension itself */
+	if (json_escaped_len(message, mlen) > 800)
+		mlen = escaped_prefix(message, mlen, 800);
+	esc = json_escaped_len(message, mlen);
+	n = snprintf(body, sizeof(body), "{\"errorMessage\":\"");
+	json_escape(body + n, esc, message, mlen);
+	n += (int)esc;
+	n += snprintf(body + n, sizeof(body) - (size_t)n, "\",\"errorType\":\"%s\","
+	              "\"stackTrace\":[]}", type);
+	snprintf(extra, sizeof(extra), "Lambda-Extension-Function-Error-Type: %s\r\n"
+	         "Content-Type: application/json\r\n", type);
+	len = api_build_head(t, head, sizeof(head), "POST", path, extra, (size_t)n);
+	memset(&hc, 0, sizeof(hc));
+	hc.fd = -1;
+	memcpy(hc.host, t->api.host, sizeof(hc.host));
+	memcpy(hc.port, t->api.port, sizeof(hc.port));
+	hc.buf = rbuf;
+	hc.cap = sizeof(rbuf);
+	if (hc_run(&hc, head, len, body, (size_t)n, API_REQUEST_TIMEOUT_MS) < 0)
+		log_msg(LOG_ERROR, "reporting the error to Lambda failed: %s", hc.error);
+	hc_close(&hc);
+}
+
+/* GET /event/next: no client timeout, it blocks while the sandbox is frozen. */
+static void api_next(struct telkin *t)
+{
+	size_t len = api_build_head(t, t->api_head, sizeof(t->api_head), "GET", API_NEXT, NULL, 0);
+	t->phase = PHASE_WAIT_EVENT;
+	t->request_id[0] = 0;
+	hc_start(&t->api, t->api_head, len, NULL, 0, 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Lifecycle.                                                                                  */
+
+static void print_summary(const struct telkin *t)
+{
+	const struct stats *s = &t->stats;
+	log_msg(LOG_INFO, "events received %llu, queued %llu, filtered %llu, truncated %llu; "
+	        "records shipped %llu (%llu bytes) in %llu PutRecords calls (%llu failed), "
+	        "retried %llu, refused %llu; dropped platform %llu function %llu extension %llu; "
+	        "batches rejected %llu; queue high-water %zu bytes; lost at exit %llu",
+	        (unsigned long long)s->events_received, (unsigned long long)s->events_queued,
+	        (unsigned long long)s->events_filtered, (unsigned long long)s->events_truncated,
+	        (unsigned long long)s->records_shipped, (unsigned long long)s->bytes_shipped,
+	        (unsigned long long)s->putrecords_calls, (unsigned long long)s->putrecords_errors,
+	        (unsigned long long)s->records_retried, (unsigned long long)s->records_rejected,
+	        (unsigned long long)s->dropped_records[0], (unsigned long long)s->dropped_records[1],
+	        (unsigned long long)s->dropped_records[2], (unsigned long long)s->batches_rejected,
+	        t->q.high_water, (unsigned long long)s->lost_at_exit);
+}
+
+static int drained(const struct telkin *t)
+{
+	return t->q.count == 0 && !t->request_out;
+}
+
+/* The Extensions API answered /event/next. */
+static void api_on_event(struct telkin *t)
+{
+	struct json_token *tk = t->event_toks;
+	struct http_client *hc = &t->api;
+	char type[32] = "", reason[32] = "";
+	int64_t deadline = 0;
+	int n, i;
+
+	if (hc->state == HC_FAILED || hc->head.status != 200) {
+		char msg[200];
+		if (hc->state == HC_FAILED)
+			snprintf(msg, sizeof(msg), "event/next: %s", hc->error);
+		else
+			api_error_message(hc, msg, sizeof(msg));
+		api_report_error(t, API_EXIT_ERROR, "Extension.EventNextFailed", msg);
+		print_summary(t);
+		exit(1);
+	}
+	hc->state = HC_IDLE;
+	n = json_parse(hc->body, hc->body_len, tk, EVENT_MAX_TOKENS, JSON_MAX_DEPTH, 1, NULL);
+	if (n > 0 && tk[0].type == JSON_OBJECT) {
+		if ((i = json_object_get(hc->body, tk, 0, "eventType")) >= 0)
+			json_string_copy(hc->body, &tk[i], type, sizeof(type));
+		if ((i = json_object_get(hc->body, tk, 0, "deadlineMs")) >= 0 &&
+		    json_int64(hc->body, &tk[i], &deadline) < 0)
+			deadline = 0;
+		if ((i = json_object_get(hc->body, tk, 0, "requestId")) >= 0 &&
+		    json_string_copy(hc->body, &tk[i], t->request_id, sizeof(t->request_id)) < 0)
+			t->request_id[0] = 0;
+		if ((i = json_object_get(hc->body, tk, 0, "shutdownReason")) >= 0)
+			json_string_copy(hc->body, &tk[i], reason, sizeof(reason));
+	}
+	if (!deadline) /* Lambda always sends one; be safe if it does not */
+		deadline = wall_ms() + 2000;
+	if (!strcasecmp(type, "INVOKE")) {
+		t->phase = PHASE_INVOKE;
+		t->invoke_deadline = deadline_from_wall(deadline) - DEADLINE_MARGIN_MS;
+		log_msg(LOG_DEBUG, "INVOKE %s", t->request_id);
+	} else if (!strcasecmp(type, "SHUTDOWN")) {
+		t->phase = PHASE_SHUTDOWN;
+		t->shutdown_deadline = deadline_from_wall(deadline) - DEADLINE_MARGIN_MS;
+		log_msg(LOG_DEBUG, "SHUTDOWN (%s)", reason);
+	} else {
+		log_msg(LOG_WARN, "unknown event type '%s' ignored", type);
+		api_next(t);
+	}
+}
+
+/* Shipped everything, or out of time: report and exit. */
+static void finish(struct telkin *t)
+{
+	for (size_t off = queue_first(&t->q); off != SIZE_MAX; off = queue_next(&t->q, off))
+		if (queue_at(&t->q, off)->state == ENTRY_PENDING)
+			t->stats.lost_at_exit++;
+	for (int i = 0; i < 3; i++)
+		t->stats.lost_at_exit += t->unreported_drop_records[i];
+	if (t->stats.lost_at_exit)
+		log_msg(LOG_ERROR, "%llu records could not be shipped before the shutdown deadline",
+		        (unsigned long long)t->stats.lost_at_exit);
+	print_summary(t);
+	exit(0);
+}
+
+/* Decide what the lifecycle needs now: end an invocation, or end the process. */
+static void lifecycle_step(struct telkin *t, int64_t now)
+{
+	switch (t->phase) {
+	case PHASE_INVOKE:
+		if (t->request_id[0] && !strcmp(t->runtime_done_id, t->request_id)) {
+			t->phase = PHASE_FLUSH;
+			t->flush_deadline = now + t->cfg.flush_timeout_ms;
+			if (t->flush_deadline > t->invoke_deadline)
+				t->flush_deadline = t->invoke_deadline;
+		} else if (now >= t->invoke_deadline) {
+			log_msg(LOG_WARN, "no platform.runtimeDone for %s before its deadline",
+			        t->request_id);
+			t->phase = PHASE_FLUSH;
+			t->flush_deadline = now;
+		}
+		if (t->phase != PHASE_FLUSH)
+			break;
+		/* fall through */
+	case PHASE_FLUSH:
+		if (drained(t) || now >= t->flush_deadline) {
+			if (!drained(t))
+				log_msg(LOG_DEBUG, "flush budget spent with %zu records queued", t->q.count);
+			api_next(t);
+		}
+		break;
+	case PHASE_SHUTDOWN: {
+		int64_t quiet = 2 * (int64_t)t->cfg.buffer_timeout_ms + 50;
+		if (quiet < SHUTDOWN_QUIET_MIN_MS)
+			quiet = SHUTDOWN_QUIET_MIN_MS;
+		if ((drained(t) && now - t->last_telemetry >= quiet) || now >= t->shutdown_deadline)
+			finish(t);
+		break;
+	}
+	case PHASE_WAIT_EVENT:
+		break;
+	}
+}
+
+/* How long poll() may sleep: until the nearest thing that has a time. */
+static int poll_timeout(const struct telkin *t, int64_t now)
+{
+	int64_t next = INT64_MAX;
+
+#define SOONER(x) do { if ((x) < next) next = (x); } while (0)
+	if (t->request_out && t->kin.deadline)
+		SOONER(t->kin.deadline);
+	else if (t->q.count)
+		SOONER(t->retry_at);
+	if (t->phase == PHASE_INVOKE)
+		SOONER(t->invoke_deadline);
+	if (t->phase == PHASE_FLUSH)
+		SOONER(t->flush_deadline);
+	if (t->phase == PHASE_SHUTDOWN) {
+		SOONER(t->shutdown_deadline);
+		SOONER(t->last_telemetry + SHUTDOWN_QUIET_MIN_MS);
+	}
+	for (int i = 0; i < LISTEN_MAX_CONNS; i++)
+		if (t->conns[i].fd >= 0 && t->conns[i].request_started)
+			SOONER(t->conns[i].request_started + LISTEN_SLOW_REQUEST_MS);
+#undef SOONER
+	if (next == INT64_MAX)
+		return -1;
+	if (next <= now)
+		return 0;
+	return next - now > 60000 ? 60000 : (int)(next - now);
+}
+
+/* The loop: every connection is a state machine stepped by poll(). */
+static void run(struct telkin *t)
+{
+	struct pollfd pfd[3 + LISTEN_MAX_CONNS];
+
+	for (;;) {
+		int64_t now = now_ms();
+		int n = 0, api_i = -1, kin_i = -1, lis_i;
+
+		lifecycle_step(t, now);
+		if (!t->request_out && t->q.count && now >= t->retry_at)
+			kinesis_send(t, now);
+		if (t->request_out && t->kin.state == HC_FAILED) {
+			kinesis_on_response(t, now);
+			continue;
+		}
+
+		if (t->api.fd >= 0 && hc_poll_events(&t->api)) {
+			api_i = n;
+			pfd[n++] = (struct pollfd){ .fd = t->api.fd, .events = hc_poll_events(&t->api) };
+		}
+		if (t->kin.fd >= 0 && hc_poll_events(&t->kin)) {
+			kin_i = n;
+			pfd[n++] = (struct pollfd){ .fd = t->kin.fd, .events = hc_poll_events(&t->kin) };
+		}
+		lis_i = n;
+		pfd[n++] = (struct pollfd){ .fd = t->listen_fd, .events = POLLIN };
+		for (int i = 0; i < LISTEN_MAX_CONNS; i++)
+			pfd[n++] = (struct pollfd){ .fd = t->conns[i].fd, .events = POLLIN };
+
+		if (poll(pfd, (nfds_t)n, poll_timeout(t, now)) < 0 && errno != EINTR) {
+			api_report_error(t, API_EXIT_ERROR, "Extension.PollFailed", strerror(errno));
+			exit(1);
+		}
+		now = now_ms();
+
+		/* Telemetry first: a batch may carry the runtimeDone the lifecycle waits for. */
+		if (pfd[lis_i].revents)
+			listener_accept(t);
+		for (int i = 0; i < LISTEN_MAX_CONNS; i++)
+			if (pfd[lis_i + 1 + i].revents && t->conns[i].fd == pfd[lis_i + 1 + i].fd)
+				listener_read(t, &t->conns[i]);
+		listener_expire(t, now);
+
+		if (t->kin.state != HC_IDLE || kin_i >= 0) {
+			hc_step(&t->kin, kin_i >= 0 ? pfd[kin_i].revents : 0, now);
+			if (t->request_out && (t->kin.state == HC_DONE || t->kin.state == HC_FAILED))
+				kinesis_on_response(t, now);
+		}
+		if (api_i >= 0 || t->api.state != HC_IDLE) {
+			hc_step(&t->api, api_i >= 0 ? pfd[api_i].revents : 0, now);
+			if (t->phase == PHASE_WAIT_EVENT &&
+			    (t->api.state == HC_DONE || t->api.state == HC_FAILED))
+				api_on_event(t);
+		}
+	}
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Start-up.                                                                                   */
+
+/* "function":"..","version":"..","region":"..","sandbox":".."} appended to every record. */
+static int identity_build(struct telkin *t)
+{
+	const char *names[4] = { "function", "version", "region", "sandbox" };
+	const char *values[4] = { t->cfg.function_name, t->cfg.function_version, t->cfg.region,
+	                          t->sandbox_id };
+	char *p = t->identity, *end = t->identity + sizeof(t->identity);
+
+	for (int i = 0; i < 4; i++) {
+		size_t vlen = strlen(values[i]), esc = json_escaped_len(values[i], vlen);
+		size_t nlen = strlen(names[i]);
+		if ((size_t)(end - p) < nlen + esc + 8)
+			return -1;
+		if (i)
+			*p++ = ',';
+		*p++ = '"';
+		p = append(p, names[i], nlen);
+		p = APPEND_LIT(p, "\":\"");
+		p += json_escape(p, esc, values[i], vlen);
+		*p++ = '"';
+	}
+	*p++ = '}';
+	t->identity_len = (size_t)(p - t->identity);
+	return 0;
+}
+
+/* Every buffer, once, sized from the configuration. Pages are touched only when used. */
+static int buffers_alloc(struct telkin *t)
+{
+	t->body_limit = 2 * (size_t)t->cfg.buffer_bytes + LISTEN_BODY_SLACK;
+	t->q.cap = t->cfg.queue_bytes & ~(size_t)7;
+	t->q.mem = malloc(t->q.cap);
+	t->req_body = malloc(REQUEST_BODY_MAX);
+	t->kin.buf = malloc(KINESIS_RESPONSE_MAX);
+	t->kin.cap = KINESIS_RESPONSE_MAX;
+	t->batch_toks = malloc((LISTEN_MAX_EVENTS + 1) * sizeof(struct json_token));
+	t->resp_toks = malloc(KINESIS_RESPONSE_TOKENS * sizeof(struct json_token));
+	if (!t->q.mem || !t->req_body || !t->kin.buf || !t->batch_toks || !t->resp_toks)
+		return -1;
+	for (int i = 0; i < LISTEN_MAX_CONNS; i++) {
+		t->conns[i].fd = -1;
+		t->conns[i].buf = malloc(LISTEN_HEAD_MAX + t->body_limit);
+		if (!t->conns[i].buf)
+			return -1;
+	}
+	return 0;
+}
+
+/* host:port of AWS_LAMBDA_RUNTIME_API into the API client. */
+static int runtime_api_parse(struct telkin *t, const char *value)
+{
+	const char *colon = strrchr(value, ':');
+	size_t hlen;
+
+	if (copy_str(t->runtime_api, sizeof(t->runtime_api), value) || !colon || !colon[1] ||
+	    strlen(colon + 1) >= sizeof(t->api.port))
+		return -1;
+	hlen = (size_t)(colon - value);
+	if (hlen >= sizeof(t->api.host))
+		return -1;
+	memcpy(t->api.host, value, hlen);
+	t->api.host[hlen] = 0;
+	strcpy(t->api.port, colon + 1);
+	return 0;
+}
+
+static int telkin_init(struct telkin *t, const char *argv0)
+{
+	char err[320];
+	const char *name = strrchr(argv0, '/');
+	const char *api = getenv("AWS_LAMBDA_RUNTIME_API");
+	uint64_t seed;
+
+	name = name ? name + 1 : argv0;
+	if (copy_str(t->extension_name, sizeof(t->extension_name), name))
+		copy_str(t->extension_name, sizeof(t->extension_name), EXTENSION_NAME_DEFAULT);
+	if (getrandom(&seed, sizeof(seed), 0) == sizeof(seed))
+		g_rng_state ^= seed;
+	random_hex(t->sandbox_id, SANDBOX_ID_LEN);
+	t->listen_fd = -1;
+	t->api.fd = t->kin.fd = -1;
+	t->api.name = "lambda";
+	t->kin.name = "kinesis";
+	if (!api || runtime_api_parse(t, api)) {
+		log_msg(LOG_ERROR, "AWS_LAMBDA_RUNTIME_API is not set to host:port: telkin runs as an "
+		        "AWS Lambda extension (see README)");
+		return -1;
+	}
+	t->api.buf = malloc(API_RESPONSE_MAX);
+	t->api.cap = API_RESPONSE_MAX;
+	if (!t->api.buf)
+		return -1;
+	if (api_register(t, err, sizeof(err))) {
+		log_msg(LOG_ERROR, "%s", err);
+		return -1;
+	}
+	if (config_load(&t->cfg, err, sizeof(err))) {
+		api_report_error(t, API_INIT_ERROR, "Extension.ConfigInvalid", err);
+		return -1;
+	}
+	if (!t->cfg.function_name[0])
+		copy_str(t->cfg.function_name, sizeof(t->cfg.function_name), t->registered_function);
+	if (!t->cfg.function_version[0])
+		copy_str(t->cfg.function_version, sizeof(t->cfg.function_version),
+		         t->registered_version);
+	if (identity_build(t) || buffers_alloc(t)) {
+		api_report_error(t, API_INIT_ERROR, "Extension.OutOfMemory",
+		                 "could not allocate telkin's buffers (see TELKIN_QUEUE_BYTES)");
+		return -1;
+	}
+	memcpy(t->kin.host, t->cfg.kinesis.host, sizeof(t->kin.host));
+	memcpy(t->kin.port, t->cfg.kinesis.port, sizeof(t->kin.port));
+	sigv4_init(&t->signer, t->cfg.region, "kinesis", t->cfg.access_key_id,
+	           t->cfg.secret_access_key);
+	if (listener_open(t, err, sizeof(err))) {
+		api_report_error(t, API_INIT_ERROR, "Extension.ListenerFailed", err);
+		return -1;
+	}
+	if (api_subscribe(t, err, sizeof(err))) {
+		api_report_error(t, API_INIT_ERROR, "Extension.SubscribeFailed", err);
+		return -1;
+	}
+	log_msg(LOG_INFO, "shipping %s%s%s to stream %s via %s:%s", t->cfg.types & CLASS_PLATFORM ?
+	        "platform " : "", t->cfg.types & CLASS_FUNCTION ? "function " : "",
+	        t->cfg.types & CLASS_EXTENSION ? "extension " : "", t->cfg.stream_name,
+	        t->cfg.kinesis.host, t->cfg.kinesis.port);
+	t->last_telemetry = now_ms();
+	return 0;
+}
+
+#ifndef TELKIN_TEST
+static struct telkin g_telkin;
+
+int main(int argc, char **argv)
+{
+	(void)argc;
+	signal(SIGPIPE, SIG_IGN);
+	if (telkin_init(&g_telkin, argv[0]) < 0)
+		return 1;
+	api_next(&g_telkin);
+	run(&g_telkin);
+	return 0;
+}
+#endif
