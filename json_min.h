@@ -37,7 +37,8 @@ enum json_type {
 
 /*
  * Hard bound on nesting (the parser's bracket stack is JSON_MAX_DEPTH_LIMIT bits on the stack).
- * Telemetry API events nest about 4 deep; 1024 leaves room for any sane document.
+ * A Telemetry API batch nests 5 deep (batch, event, record, spans, span) before a function's
+ * JSON log adds its own levels; 1024 leaves room for any sane document.
  */
 #define JSON_MAX_DEPTH_LIMIT 1024
 
@@ -86,8 +87,9 @@ const char *json_strerror(int err);
  * Returns the number of tokens (>= 1), or a negative enum json_error; then *err_offset (if not NULL)
  * is the byte offset where the problem was found: the unexpected byte, the opening bracket that is
  * too deep, the value that needed a token, the backslash of a bad escape, the first byte of a bad
- * UTF-8 sequence or of a malformed number, and len for JSON_ERR_INCOMPLETE. The content of toks is
- * unspecified after an error.
+ * UTF-8 sequence or of a malformed number, len for JSON_ERR_INCOMPLETE and UINT32_MAX for
+ * JSON_ERR_TOOBIG. The content of toks is unspecified after an error. max_tokens above INT_MAX
+ * counts as INT_MAX (the count is returned as an int).
  * Empty input (or only white space) is JSON_ERR_INCOMPLETE. A top-level number ends at the end of
  * the input, so `-` alone or `1.` alone is JSON_ERR_NUMBER, while `[1.` is JSON_ERR_INCOMPLETE.
  */

@@ -1701,9 +1701,11 @@ static void listener_accept(struct telkin *t)
 {
 	for (;;) {
 		struct listen_conn *slot = NULL;
-		int fd = accept4(t->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept(t->listen_fd, NULL, NULL);
 		if (fd < 0)
 			return;
+		set_nonblocking(fd);
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
 		for (int i = 0; i < LISTEN_MAX_CONNS && !slot; i++)
 			if (t->conns[i].fd < 0)
 				slot = &t->conns[i];

@@ -8,13 +8,16 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "telkin.c"
 #include "tests/unit_json.c"
 #include "tests/unit_sigv4.c"
+#include "tests/unit_telkin.c"
 
 int main(void)
 {
 	int failed = 0;
 	failed += cmocka_run_group_tests_name("json_min", json_tests, NULL, NULL);
 	failed += cmocka_run_group_tests_name("sigv4", sigv4_tests, NULL, NULL);
+	failed += cmocka_run_group_tests_name("telkin", telkin_tests, NULL, NULL);
 	return failed ? 1 : 0;
 }

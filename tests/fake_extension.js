@@ -87,13 +87,20 @@ let waiters = [];
 function notify() { const w = waiters; waiters = []; for (const f of w) f(); }
 function until(cond, deadline) {
   return new Promise((resolve) => {
+    let timer = null;
+    let done = false;
     const check = () => {
-      if (cond()) return resolve(true);
-      if (Date.now() >= deadline) return resolve(false);
+      if (done) return;
+      if (cond() || Date.now() >= deadline) {
+        done = true;
+        clearTimeout(timer);
+        resolve(cond());
+        return;
+      }
       waiters.push(check);
-      setTimeout(check, Math.min(50, Math.max(1, deadline - Date.now()))).unref();
     };
-    check();
+    const tick = () => { check(); if (!done) timer = setTimeout(tick, Math.min(50, Math.max(1, deadline - Date.now()))); };
+    tick();
   });
 }
 

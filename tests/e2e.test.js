@@ -1,0 +1,501 @@
+'use strict';
+// End-to-end: telkin (TELKIN_BIN, default ../build/telkin; TELKIN_BIN_WRAPPER e.g.
+// "qemu-aarch64-static") inside the Lambda simulator, shipping into kinesalite. Every test reads
+// the stream back and compares it EVENT BY EVENT with what the simulator emitted:
+//   - each record's Data is one telemetry event exactly as delivered, plus the appended members
+//     function / version / region / sandbox; the record minus those deep-equals the event;
+//   - every event of the forwarded types (TELKIN_TYPES) that telkin acknowledged (2xx) arrives
+//     (at least once: duplicates are reported, not failed); nothing of another type arrives;
+//   - "telkin.dropped" records are telkin's own and are checked only where drops are expected.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const net = require('node:net');
+const http = require('node:http');
+const path = require('node:path');
+const fs = require('node:fs');
+const { LambdaSim } = require('./lambda_sim');
+const { Kinesalite, streamArn } = require('./kinesis');
+
+const BIN = path.resolve(__dirname, process.env.TELKIN_BIN || '../build/telkin');
+const WRAPPER = (process.env.TELKIN_BIN_WRAPPER || '').split(/\s+/).filter(Boolean);
+const ECHO = !!process.env.E2E_ECHO; // echo telkin's output while debugging
+const APPENDED = ['function', 'version', 'region', 'sandbox'];
+const TEST_TIMEOUT = 90000;
+
+let kin; // shared kinesalite (tests that stop it get their own)
+let streams = 0;
+const sims = new Set();
+const kins = new Set();
+let preflight = null; // null | Error: telkin does not register at all
+
+test.before(async () => {
+  kin = new Kinesalite();
+  kins.add(kin);
+  await kin.start();
+});
+
+test.after(async () => {
+  for (const s of sims) await s.close();
+  for (const k of kins) await k.close();
+});
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Stable key for multiset comparison: JSON with object keys sorted.
+function canon(v) {
+  if (Array.isArray(v)) return '[' + v.map(canon).join(',') + ']';
+  if (v && typeof v === 'object') {
+    return '{' + Object.keys(v).sort().map((k) => JSON.stringify(k) + ':' + canon(v[k])).join(',') + '}';
+  }
+  return JSON.stringify(v);
+}
+
+function describe(ev) {
+  const r = ev.record;
+  const tag = typeof r === 'string' ? r.slice(0, 90) : r && (r.message || r.requestId || r.name || r.phase || '');
+  return `${ev.type} ${JSON.stringify(tag)}`;
+}
+
+function tail(lines, n = 25) {
+  return lines.slice(-n).join('\n');
+}
+
+/**
+ * Start kinesalite stream + simulator + telkin. Returns a context with helpers.
+ * @param {object} p  {env, sim: LambdaSim options, kinesalite, arn, shards}
+ */
+async function setup(t, p = {}) {
+  if (preflight) throw preflight;
+  const k = p.kinesalite || kin;
+  const c = k.client();
+  const stream = `e2e-${process.pid}-${++streams}`;
+  await c.createStream(stream, p.shards || 1);
+  const port = await freePort();
+  const env = {
+    TELKIN_STREAM: p.arn ? streamArn(stream, k.region) : stream,
+    AWS_ENDPOINT_URL_KINESIS: k.endpoint,
+    AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+    AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+    TELKIN_LISTEN_PORT: String(port),
+    ...p.env,
+  };
+  for (const key of Object.keys(env)) if (env[key] === null) delete env[key];
+  const sim = new LambdaSim({
+    bin: BIN, wrapper: WRAPPER, env, echo: ECHO, region: k.region,
+    functionName: 'telkin-e2e', functionVersion: '$LATEST', ...p.sim,
+  });
+  sims.add(sim);
+  t.after(() => sim.close());
+  await sim.start();
+  const ctx = { sim, stream, client: c, kinesalite: k, env, listenPort: port };
+  ctx.read = () => c.readAll(stream);
+  return ctx;
+}
+
+// Wrap a test body: on failure, attach telkin's last output lines and the simulator summary.
+function e2e(name, opts, body) {
+  test(name, { timeout: TEST_TIMEOUT, ...opts }, async (t) => {
+    const holder = {};
+    try {
+      await body(t, holder);
+    } catch (e) {
+      const sim = holder.ctx && holder.ctx.sim;
+      if (sim) {
+        e.message += `\n--- telkin stderr (tail) ---\n${tail(sim.stderrLines)}` +
+          `\n--- telkin stdout (tail) ---\n${tail(sim.stdoutLines, 10)}` +
+          `\n--- simulator ---\n${JSON.stringify(sim.summary())}`;
+      }
+      throw e;
+    }
+  });
+}
+
+async function start(t, holder, p) {
+  const ctx = await setup(t, p);
+  holder.ctx = ctx;
+  await ctx.sim.waitInit().catch((e) => {
+    throw new Error(`telkin did not finish init (register + subscribe + /event/next): ${e.message}`);
+  });
+  return ctx;
+}
+
+/**
+ * Compare the stream with what the simulator emitted.
+ * @returns {{expected, arrived, missing, duplicates, unexpected, dropped, sandbox}}
+ */
+function compare(sim, records, { types = ['platform', 'function'], pk = 'sandbox', requireAllBeforeShutdown = true } = {}) {
+  const problems = [];
+  const fnName = sim.o.functionName;
+  const fnVersion = sim.o.functionVersion;
+  const region = sim.o.region;
+
+  // Expected: every forwarded event telkin acknowledged.
+  const forwarded = sim.emitted.filter((r) => types.includes(r.category));
+  const expected = forwarded.filter((r) => r.acked);
+  if (requireAllBeforeShutdown) {
+    // The simulator flushes everything emitted before SHUTDOWN to the listener before sending it.
+    const notDelivered = forwarded.filter((r) => !r.acked && r.state !== 'shutdown' && r.state !== 'exited');
+    if (notDelivered.length) {
+      problems.push(`${notDelivered.length} events emitted before SHUTDOWN were never acknowledged by telkin's ` +
+        `listener, e.g. ${notDelivered.slice(0, 3).map((r) => describe(r.event)).join('; ')}`);
+    }
+  }
+
+  const want = new Map();
+  for (const r of expected) {
+    const key = canon(JSON.parse(r.json));
+    const e = want.get(key) || { n: 0, ev: r.event };
+    e.n++;
+    want.set(key, e);
+  }
+  const got = new Map();
+  const dropped = [];
+  const unexpected = [];
+  const sandboxes = new Set();
+  let badShape = 0;
+  for (const rec of records) {
+    const j = rec.json;
+    if (!j || typeof j !== 'object' || Array.isArray(j)) {
+      problems.push(`record is not a JSON object: ${rec.data.slice(0, 120)}`);
+      continue;
+    }
+    const keys = Object.keys(j);
+    const last4 = keys.slice(-4).sort();
+    if (canon(last4) !== canon([...APPENDED].sort())) {
+      if (badShape++ < 3) problems.push(`record does not end with the appended members ${APPENDED}: keys ${keys}`);
+    }
+    if (j.function !== fnName) problems.push(`"function" is ${JSON.stringify(j.function)}, want ${JSON.stringify(fnName)}`);
+    if (j.version !== fnVersion) problems.push(`"version" is ${JSON.stringify(j.version)}, want ${JSON.stringify(fnVersion)}`);
+    if (j.region !== region) problems.push(`"region" is ${JSON.stringify(j.region)}, want ${JSON.stringify(region)}`);
+    if (typeof j.sandbox !== 'string' || !j.sandbox) problems.push(`"sandbox" missing or empty: ${JSON.stringify(j.sandbox)}`);
+    sandboxes.add(j.sandbox);
+    const ev = { ...j };
+    for (const k of APPENDED) delete ev[k];
+    if (pk === 'sandbox' && rec.partitionKey !== j.sandbox) {
+      problems.push(`partition key ${JSON.stringify(rec.partitionKey)} != sandbox ${JSON.stringify(j.sandbox)}`);
+    }
+    if (pk === 'request') {
+      const rid = ev.record && typeof ev.record === 'object' ? ev.record.requestId : undefined;
+      if (rid && rec.partitionKey !== rid) problems.push(`partition key ${rec.partitionKey} != requestId ${rid} (${ev.type})`);
+    }
+    if (ev.type === 'telkin.dropped') { dropped.push(ev); continue; }
+    const key = canon(ev);
+    if (!want.has(key)) { unexpected.push(ev); continue; }
+    got.set(key, (got.get(key) || 0) + 1);
+  }
+  if (sandboxes.size > 1) problems.push(`${sandboxes.size} different sandbox ids in one telkin process`);
+  const missing = [];
+  let duplicates = 0;
+  for (const [key, e] of want) {
+    const n = got.get(key) || 0;
+    if (n < e.n) missing.push(e.ev);
+    if (n > e.n) duplicates += n - e.n;
+  }
+  return {
+    expected: expected.length, arrived: records.length, missing, duplicates, unexpected, dropped, problems,
+    sandbox: [...sandboxes][0],
+  };
+}
+
+// Assert a comparison is clean (except what the caller allows), with a readable message.
+function assertClean(t, cmp, { allowMissing = 0, allowDropped = false } = {}) {
+  if (cmp.duplicates) t.diagnostic(`duplicates (allowed, at-least-once): ${cmp.duplicates}`);
+  const msgs = [...new Set(cmp.problems)].slice(0, 10);
+  if (cmp.unexpected.length) {
+    msgs.push(`${cmp.unexpected.length} records match no emitted event of a forwarded type (altered or not forwarded), e.g.\n  ` +
+      cmp.unexpected.slice(0, 3).map((e) => JSON.stringify(e).slice(0, 300)).join('\n  '));
+  }
+  if (cmp.missing.length > allowMissing) {
+    msgs.push(`${cmp.missing.length} of ${cmp.expected} expected events missing from the stream, e.g.\n  ` +
+      cmp.missing.slice(0, 5).map(describe).join('\n  '));
+  }
+  if (!allowDropped && cmp.dropped.length) {
+    msgs.push(`unexpected telkin.dropped records: ${JSON.stringify(cmp.dropped.map((d) => d.record))}`);
+  }
+  t.diagnostic(`expected ${cmp.expected}, records ${cmp.arrived}, missing ${cmp.missing.length}, ` +
+    `duplicates ${cmp.duplicates}, telkin.dropped ${cmp.dropped.length}`);
+  assert.ok(msgs.length === 0, msgs.join('\n'));
+}
+
+function assertCleanShutdown(sd, sim) {
+  assert.ok(!sd.overrun, `telkin did not exit before the SHUTDOWN deadline (killed after ${sd.shutdownToExitMs} ms)`);
+  assert.equal(sd.code, 0, `telkin exit code after SHUTDOWN: ${sd.code} (signal ${sd.signal})`);
+  assert.ok(sd.shutdownToExitMs < sim.o.shutdownDeadlineMs, `exit ${sd.shutdownToExitMs} ms after SHUTDOWN`);
+}
+
+// Events of invoke `inv` through platform.runtimeDone that are of a forwarded type.
+function invokeHead(inv, types) {
+  return inv.events.filter((e) => e.seq <= inv.runtimeDoneSeq && types.includes(e.category));
+}
+
+function postRaw(port, body, { contentType = 'application/json' } = {}) {
+  return new Promise((resolve) => {
+    const req = http.request({
+      host: '127.0.0.1', port, method: 'POST', path: '/',
+      headers: { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) },
+      agent: false,
+    }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode }));
+    });
+    req.setTimeout(5000, () => req.destroy(new Error('timeout')));
+    req.on('error', (e) => resolve({ status: 0, error: e.code || e.message }));
+    req.end(body);
+  });
+}
+
+// ------------------------------------------------------------------------------------------------
+
+test('preflight: telkin binary exists and registers', { timeout: 20000 }, async (t) => {
+  if (!fs.existsSync(BIN)) {
+    preflight = new Error(`telkin binary not found at ${BIN} (run make, or set TELKIN_BIN)`);
+    throw preflight;
+  }
+  const sim = new LambdaSim({ bin: BIN, wrapper: WRAPPER, env: {}, initTimeoutMs: 5000 });
+  sims.add(sim);
+  try {
+    await sim.start();
+    const registered = new Promise((resolve) => sim.once('register', resolve));
+    const r = await Promise.race([registered.then(() => 'registered'), sim.waitExit({ timeoutMs: 5000 }).then(() => 'exited')])
+      .catch(() => 'timeout');
+    if (r !== 'registered' && !sim.registration) {
+      preflight = new Error(`telkin at ${BIN} never called /extension/register (${r}); ` +
+        `stdout: ${tail(sim.stdoutLines, 5)} stderr: ${tail(sim.stderrLines, 5)}`);
+      throw preflight;
+    }
+  } finally {
+    await sim.close();
+  }
+});
+
+e2e('missing TELKIN_STREAM: init/error Extension.ConfigInvalid and a non-zero exit', {}, async (t, h) => {
+  const ctx = await setup(t, { env: { TELKIN_STREAM: null } });
+  h.ctx = ctx;
+  const ex = await ctx.sim.waitExit({ timeoutMs: 5000 }).catch(() => null);
+  assert.ok(ex, 'telkin did not exit within 5 s without TELKIN_STREAM');
+  assert.ok(ctx.sim.registration, 'telkin must register before reporting init/error');
+  assert.deepEqual(ctx.sim.initErrors.map((e) => e.errorType), ['Extension.ConfigInvalid']);
+  assert.notEqual(ex.code, 0, `exit code ${ex.code}`);
+});
+
+e2e('30 invokes, text logs: every event arrives; each invoke is shipped before /event/next', {}, async (t, h) => {
+  const ctx = await start(t, h, {});
+  const { sim } = ctx;
+  const types = ['platform', 'function'];
+  const sub = sim.subscriptions[0];
+  assert.equal(sub.schemaVersion, '2022-12-13', 'telkin subscribes with schema 2022-12-13');
+  assert.ok(sub.types.includes('function') && sub.types.includes('platform'));
+  for (let i = 0; i < 30; i++) {
+    const inv = await sim.invoke({ lines: 5 });
+    assert.ok(inv.ackedBeforeNext, `invoke ${i}: telkin called /event/next before acknowledging ` +
+      `${inv.unackedBeforeNext.map((e) => describe(e.event)).join(', ')}`);
+    if (i % 10 === 0 || i === 29) {
+      // Frozen now: everything of the invoke up to runtimeDone must already be in the stream.
+      const recs = await ctx.read();
+      const inStream = new Set(recs.filter((r) => r.json).map((r) => {
+        const ev = { ...r.json };
+        for (const k of APPENDED) delete ev[k];
+        return canon(ev);
+      }));
+      const head = invokeHead(inv, types);
+      const absent = head.filter((e) => !inStream.has(canon(JSON.parse(e.json))));
+      assert.equal(absent.length, 0, `invoke ${i}: called /event/next before shipping ` +
+        `${absent.length}/${head.length} events: ${absent.slice(0, 4).map((e) => describe(e.event)).join('; ')}`);
+    }
+  }
+  const sd = await sim.shutdown();
+  assertCleanShutdown(sd, sim);
+  const cmp = compare(sim, await ctx.read(), { types });
+  assertClean(t, cmp);
+  // The last invoke's platform.report (emitted when telkin called next) arrives too.
+  const lastReport = sim.invokes[29].report;
+  assert.ok(lastReport.acked, 'the simulator delivered the final platform.report before SHUTDOWN');
+  assert.equal(cmp.missing.filter((e) => e.type === 'platform.report').length, 0);
+  // No extension events were forwarded (TELKIN_TYPES default is platform,function).
+  t.diagnostic(`cold start ${sim.coldStartMs.toFixed(1)} ms; shutdown→exit ${sd.shutdownToExitMs} ms`);
+});
+
+e2e('JSON logs, all types, ARN stream, request partition keys', {}, async (t, h) => {
+  const types = ['platform', 'function', 'extension'];
+  const ctx = await start(t, h, {
+    arn: true,
+    sim: { logFormat: 'JSON', functionName: 'json-fn', functionVersion: '12', region: 'eu-west-1' },
+    env: { TELKIN_TYPES: 'platform,function,extension', TELKIN_PARTITION_KEY: 'request' },
+  });
+  const { sim } = ctx;
+  assert.ok(sim.subscriptions[0].types.includes('extension'), 'subscribed to extension telemetry');
+  for (let i = 0; i < 5; i++) {
+    const inv = await sim.invoke({ lines: 20 });
+    assert.ok(inv.ackedBeforeNext, `invoke ${i}: /event/next before runtimeDone's batch was acknowledged`);
+  }
+  const sd = await sim.shutdown();
+  assertCleanShutdown(sd, sim);
+  const recs = await ctx.read();
+  const cmp = compare(sim, recs, { types, pk: 'request' });
+  assertClean(t, cmp);
+  const fnRecs = recs.filter((r) => r.json && r.json.type === 'function');
+  assert.ok(fnRecs.length >= 100);
+  for (const r of fnRecs.slice(0, 5)) {
+    assert.equal(typeof r.json.record, 'object', 'JSON log records stay objects');
+    assert.equal(r.json.record.level, 'INFO');
+  }
+});
+
+e2e('20 000-line burst in one invoke: nothing lost, shipped before /event/next', {}, async (t, h) => {
+  // kinesalite takes ~1-2 s for 20 000 records: give telkin time to ship before /event/next.
+  const ctx = await start(t, h, {
+    env: { TELKIN_BUFFER_ITEMS: '10000', TELKIN_BUFFER_BYTES: '1048576', TELKIN_FLUSH_TIMEOUT_MS: '30000' },
+  });
+  const { sim } = ctx;
+  await sim.invoke({ lines: 3 });
+  const inv = await sim.invoke({ lines: 20000 });
+  assert.ok(inv.ackedBeforeNext, `/event/next before ${inv.unackedBeforeNext.length} burst events were acknowledged`);
+  const recs = await ctx.read();
+  const inStream = new Set(recs.filter((r) => r.json).map((r) => {
+    const ev = { ...r.json };
+    for (const k of APPENDED) delete ev[k];
+    return canon(ev);
+  }));
+  const head = invokeHead(inv, ['platform', 'function']);
+  const absent = head.filter((e) => !inStream.has(canon(JSON.parse(e.json))));
+  assert.equal(absent.length, 0, `${absent.length}/${head.length} burst events not yet in the stream at /event/next`);
+  await sim.invoke({ lines: 3 });
+  const sd = await sim.shutdown();
+  assertCleanShutdown(sd, sim);
+  assert.ok(!sim.emitted.some((e) => e.event.type === 'platform.logsDropped'), 'the platform dropped telemetry (telkin too slow to accept)');
+  assertClean(t, compare(sim, await ctx.read()));
+});
+
+e2e('SHUTDOWN while telemetry is still in flight: queue shipped, exit 0 before the deadline', {}, async (t, h) => {
+  const ctx = await start(t, h, { env: { TELKIN_BUFFER_TIMEOUT_MS: '25' } });
+  const { sim } = ctx;
+  for (let i = 0; i < 3; i++) await sim.invoke({ lines: 50 });
+  // 3000 function log lines written while telkin is shutting down (the runtime's SIGTERM handler).
+  const sd = await sim.shutdown({ logsDuringShutdown: 3000 });
+  assertCleanShutdown(sd, sim);
+  const cmp = compare(sim, await ctx.read());
+  assertClean(t, cmp);
+  const during = sim.emitted.filter((e) => e.state === 'shutdown' && e.category === 'function');
+  t.diagnostic(`during shutdown: ${during.length} emitted, ${during.filter((e) => e.acked).length} acknowledged by telkin`);
+});
+
+e2e('SHUTDOWN right after init (no invoke): init events arrive', {}, async (t, h) => {
+  const ctx = await start(t, h, {});
+  const sd = await ctx.sim.shutdown();
+  assertCleanShutdown(sd, ctx.sim);
+  const cmp = compare(ctx.sim, await ctx.read());
+  assertClean(t, cmp);
+  assert.ok(cmp.expected >= 4, 'initStart, initRuntimeDone, telemetrySubscription, initReport');
+});
+
+e2e('kinesalite stopped (killed) and restarted mid-run: nothing lost', {}, async (t, h) => {
+  const k = new Kinesalite();
+  kins.add(k);
+  t.after(() => k.close());
+  await k.start();
+  const ctx = await start(t, h, { kinesalite: k, env: { TELKIN_FLUSH_TIMEOUT_MS: '500' } });
+  const { sim } = ctx;
+  for (let i = 0; i < 3; i++) await sim.invoke({ lines: 10 });
+  await k.stop({ hard: true });
+  const t0 = Date.now();
+  for (let i = 0; i < 3; i++) await sim.invoke({ lines: 10 });
+  t.diagnostic(`3 invokes with Kinesis down took ${Date.now() - t0} ms`);
+  await k.start();
+  for (let i = 0; i < 3; i++) await sim.invoke({ lines: 10 });
+  const sd = await sim.shutdown();
+  assertCleanShutdown(sd, sim);
+  assertClean(t, compare(sim, await ctx.read()));
+});
+
+e2e('Kinesis down and TELKIN_QUEUE_BYTES exceeded: telkin.dropped accounts for what is missing', {}, async (t, h) => {
+  const k = new Kinesalite();
+  kins.add(k);
+  t.after(() => k.close());
+  await k.start();
+  const ctx = await start(t, h, {
+    kinesalite: k, env: { TELKIN_FLUSH_TIMEOUT_MS: '300', TELKIN_QUEUE_BYTES: '65536' },
+  });
+  const { sim } = ctx;
+  await sim.invoke({ lines: 5 });
+  await k.stop({ hard: true });
+  await sim.invoke({ lines: 3000 });
+  await k.start();
+  // telkin only runs during invokes: invoke (bounded) until one is fully shipped before its
+  // /event/next, i.e. telkin has caught up with the backlog it kept.
+  let caughtUp = false;
+  for (let i = 0; i < 20 && !caughtUp; i++) {
+    const inv = await sim.invoke({ lines: 1 });
+    const inStream = new Set((await ctx.read()).filter((r) => r.json).map((r) => {
+      const ev = { ...r.json };
+      for (const key of APPENDED) delete ev[key];
+      return canon(ev);
+    }));
+    caughtUp = invokeHead(inv, ['platform', 'function']).every((e) => inStream.has(canon(JSON.parse(e.json))));
+  }
+  assert.ok(caughtUp, 'telkin did not catch up within 20 invokes after Kinesis came back');
+  const last = await sim.invoke({ lines: 10 });
+  const sd = await sim.shutdown();
+  assertCleanShutdown(sd, sim);
+  const cmp = compare(sim, await ctx.read());
+  const droppedRecords = cmp.dropped.reduce((s, d) => s + (d.record.droppedRecords || 0), 0);
+  t.diagnostic(`missing ${cmp.missing.length}, telkin.dropped records ${cmp.dropped.length} totalling ${droppedRecords}`);
+  assert.ok(cmp.dropped.length > 0, 'expected telkin.dropped records when the queue overflowed');
+  for (const d of cmp.dropped) {
+    assert.ok(Number.isInteger(d.record.droppedRecords) && d.record.droppedRecords > 0, JSON.stringify(d.record));
+    assert.ok(Number.isInteger(d.record.droppedBytes) && d.record.droppedBytes > 0, JSON.stringify(d.record));
+    assert.match(d.time, /^\d{4}-\d\d-\d\dT/);
+  }
+  assert.ok(droppedRecords >= cmp.missing.length,
+    `${cmp.missing.length} events missing but telkin.dropped reports only ${droppedRecords}`);
+  // Once Kinesis is back, the next invoke's events arrive in full.
+  const lastHead = new Set(invokeHead(last, ['platform', 'function']).map((e) => canon(JSON.parse(e.json))));
+  const lostLate = cmp.missing.filter((e) => lastHead.has(canon(e)));
+  assert.equal(lostLate.length, 0, `events of the invoke after recovery missing: ${lostLate.map(describe).join('; ')}`);
+  assertClean(t, cmp, { allowMissing: Infinity, allowDropped: true });
+});
+
+e2e('malformed (400) and oversized (413) telemetry POSTs; listener keeps serving, nothing lost', {}, async (t, h) => {
+  const bytes = 262144;
+  const ctx = await start(t, h, { env: { TELKIN_BUFFER_BYTES: String(bytes) } });
+  const { sim, listenPort } = ctx;
+  assert.ok(sim.subscriptions[0].destination.URI.includes(`:${listenPort}`),
+    `telkin subscribed ${sim.subscriptions[0].destination.URI}, expected port TELKIN_LISTEN_PORT=${listenPort}`);
+  await sim.invoke({ lines: 5 });
+  const results = {};
+  await sim.invoke({
+    lines: 50,
+    // While the invoke runs (telkin thawed, its queue holding this invoke's events):
+    beforeDone: async () => {
+      results.garbage = await postRaw(listenPort, '{this is not json');
+      results.truncated = await postRaw(listenPort, '[{"time":"2024-01-01T00:00:00.000Z","type":"function","record":"x"}');
+      results.binary = await postRaw(listenPort, Buffer.from([0xff, 0xfe, 0x00, 0x5b, 0x7b]).toString('latin1'));
+      const limit = 2 * bytes + 65536;
+      const ev = JSON.stringify({ time: '2024-01-01T00:00:00.000Z', type: 'function', record: 'y'.repeat(1000) });
+      const big = '[' + Array(Math.ceil((limit + 10000) / (ev.length + 1))).fill(ev).join(',') + ']';
+      assert.ok(big.length > limit);
+      results.oversized = await postRaw(listenPort, big);
+      results.oversizedBytes = big.length;
+    },
+  });
+  t.diagnostic(JSON.stringify(results));
+  assert.equal(results.garbage.status, 400, `garbage body: ${JSON.stringify(results.garbage)}`);
+  assert.equal(results.truncated.status, 400, `truncated JSON: ${JSON.stringify(results.truncated)}`);
+  assert.equal(results.binary.status, 400, `binary body: ${JSON.stringify(results.binary)}`);
+  assert.equal(results.oversized.status, 413, `${results.oversizedBytes}-byte body: ${JSON.stringify(results.oversized)}`);
+  await sim.invoke({ lines: 5 });
+  const sd = await sim.shutdown();
+  assertCleanShutdown(sd, sim);
+  assert.ok(sim.deliveries.every((d) => d.status >= 200 && d.status < 300),
+    `simulator deliveries not accepted: ${JSON.stringify(sim.deliveries.filter((d) => d.status < 200 || d.status >= 300))}`);
+  assertClean(t, compare(sim, await ctx.read()));
+});

@@ -1,0 +1,872 @@
+/* Unit tests for telkin.c's pieces: configuration, HTTP parsing, queue, ingest, batcher, Kinesis
+ * answers (included by telkin_test.c, which includes telkin.c itself). */
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static void tk_env_minimal(void)
+{
+	static const char *const vars[] = {
+		"TELKIN_STREAM", "AWS_REGION", "AWS_DEFAULT_REGION", "TELKIN_ENDPOINT",
+		"AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+		"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "TELKIN_LISTEN_PORT",
+		"TELKIN_BUFFER_ITEMS", "TELKIN_BUFFER_BYTES", "TELKIN_BUFFER_TIMEOUT_MS",
+		"TELKIN_TYPES", "TELKIN_QUEUE_BYTES", "TELKIN_PARTITION_KEY",
+		"TELKIN_FLUSH_TIMEOUT_MS", "TELKIN_LOG_LEVEL",
+	};
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		unsetenv(vars[i]);
+	setenv("TELKIN_STREAM", "s1", 1);
+	setenv("AWS_REGION", "eu-west-1", 1);
+	setenv("AWS_ENDPOINT_URL_KINESIS", "http://127.0.0.1:4567", 1);
+	setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "secret", 1);
+}
+
+/* A process state with buffers, as after start-up, without any socket. */
+static struct telkin *tk_new(size_t queue_bytes)
+{
+	struct telkin *t = calloc(1, sizeof(*t));
+	char err[320];
+	char q[32];
+
+	assert_non_null(t);
+	tk_env_minimal();
+	snprintf(q, sizeof(q), "%zu", queue_bytes);
+	setenv("TELKIN_QUEUE_BYTES", q, 1);
+	setenv("AWS_LAMBDA_FUNCTION_NAME", "fn", 1);
+	setenv("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST", 1);
+	g_log_level = LOG_ERROR;
+	assert_int_equal(config_load(&t->cfg, err, sizeof(err)), 0);
+	g_log_level = LOG_ERROR;
+	strcpy(t->sandbox_id, "0123456789abcdef0123456789abcdef");
+	assert_int_equal(identity_build(t), 0);
+	assert_int_equal(buffers_alloc(t), 0);
+	t->api.fd = t->kin.fd = t->listen_fd = -1;
+	return t;
+}
+
+static void tk_free(struct telkin *t)
+{
+	for (int i = 0; i < LISTEN_MAX_CONNS; i++)
+		free(t->conns[i].buf);
+	free(t->q.mem);
+	free(t->req_body);
+	free(t->kin.buf);
+	free(t->batch_toks);
+	free(t->resp_toks);
+	free(t);
+}
+
+static int tk_ingest(struct telkin *t, const char *body)
+{
+	char err[160];
+	return ingest_batch(t, body, strlen(body), err, sizeof(err));
+}
+
+/* The data of the n-th queued entry, NUL-terminated into out. */
+static const char *tk_entry(struct telkin *t, size_t n, char *out, size_t cap)
+{
+	size_t off = queue_first(&t->q);
+	for (size_t i = 0; i < n && off != SIZE_MAX; i++)
+		off = queue_next(&t->q, off);
+	assert_true(off != SIZE_MAX);
+	struct queue_entry *e = queue_at(&t->q, off);
+	assert_true(e->data_len < cap);
+	memcpy(out, entry_data(e), e->data_len);
+	out[e->data_len] = 0;
+	return out;
+}
+
+/* Make the PutRecords response for the in-flight request: failed[i] says record i failed. */
+static void tk_respond(struct telkin *t, int status, const char *body)
+{
+	size_t n = strlen(body);
+	memcpy(t->kin.buf, body, n + 1);
+	t->kin.body = t->kin.buf;
+	t->kin.body_len = n;
+	t->kin.head.status = status;
+	t->kin.state = HC_DONE;
+	t->request_out = 1;
+	kinesis_on_response(t, now_ms());
+}
+
+static size_t tk_ok_response(char *out, size_t cap, size_t records, const int *failed)
+{
+	size_t n = (size_t)snprintf(out, cap, "{\"FailedRecordCount\":0,\"Records\":[");
+	for (size_t i = 0; i < records; i++)
+		n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? "," : "",
+		                      failed && failed[i] ?
+		                      "{\"ErrorCode\":\"ProvisionedThroughputExceededException\","
+		                      "\"ErrorMessage\":\"Rate exceeded\"}" :
+		                      "{\"SequenceNumber\":\"4959\",\"ShardId\":\"shardId-000000000000\"}");
+	n += (size_t)snprintf(out + n, cap - n, "]}");
+	return n;
+}
+
+/* ---- configuration ---------------------------------------------------------------------- */
+
+static void test_config_requires_stream(void **state)
+{
+	struct config c;
+	char err[320];
+	(void)state;
+	tk_env_minimal();
+	unsetenv("TELKIN_STREAM");
+	assert_int_equal(config_load(&c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "TELKIN_STREAM"));
+}
+
+static void test_config_defaults(void **state)
+{
+	struct config c;
+	char err[320];
+	(void)state;
+	tk_env_minimal();
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.listen_port, 4243);
+	assert_int_equal(c.buffer_items, 1000);
+	assert_int_equal(c.buffer_bytes, 262144);
+	assert_int_equal(c.buffer_timeout_ms, 25);
+	assert_int_equal(c.types, CLASS_PLATFORM | CLASS_FUNCTION);
+	assert_int_equal(c.queue_bytes, 8u << 20);
+	assert_int_equal(c.pk_mode, PK_SANDBOX);
+	assert_string_equal(c.kinesis.host, "127.0.0.1");
+	assert_string_equal(c.kinesis.port, "4567");
+	assert_string_equal(c.kinesis.host_header, "127.0.0.1:4567");
+}
+
+static void test_config_rejects_buffer_values_outside_api_ranges(void **state)
+{
+	static const char *const cases[][2] = {
+		{ "TELKIN_BUFFER_ITEMS", "999" }, { "TELKIN_BUFFER_ITEMS", "10001" },
+		{ "TELKIN_BUFFER_BYTES", "262143" }, { "TELKIN_BUFFER_BYTES", "1048577" },
+		{ "TELKIN_BUFFER_TIMEOUT_MS", "24" }, { "TELKIN_BUFFER_TIMEOUT_MS", "30001" },
+		{ "TELKIN_BUFFER_ITEMS", "1e3" }, { "TELKIN_BUFFER_ITEMS", "-1000" },
+		{ "TELKIN_LISTEN_PORT", "70000" },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config c;
+		char err[320];
+		tk_env_minimal();
+		setenv(cases[i][0], cases[i][1], 1);
+		assert_int_equal(config_load(&c, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, cases[i][0]));
+	}
+}
+
+static void test_config_accepts_buffer_range_bounds(void **state)
+{
+	struct config c;
+	char err[320];
+	(void)state;
+	tk_env_minimal();
+	setenv("TELKIN_BUFFER_ITEMS", "10000", 1);
+	setenv("TELKIN_BUFFER_BYTES", "1048576", 1);
+	setenv("TELKIN_BUFFER_TIMEOUT_MS", "30000", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.buffer_items, 10000);
+	assert_int_equal(c.buffer_bytes, 1048576);
+	assert_int_equal(c.buffer_timeout_ms, 30000);
+}
+
+static void test_config_stream_arn_region_wins(void **state)
+{
+	struct config c;
+	char err[320];
+	(void)state;
+	tk_env_minimal();
+	setenv("TELKIN_STREAM", "arn:aws:kinesis:ap-south-1:123456789012:stream/logs", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_string_equal(c.stream_name, "logs");
+	assert_string_equal(c.region, "ap-south-1");
+	assert_string_equal(c.stream_arn, "arn:aws:kinesis:ap-south-1:123456789012:stream/logs");
+}
+
+static void test_config_rejects_malformed_stream(void **state)
+{
+	static const char *const bad[] = {
+		"arn:aws:s3:::bucket", "arn:aws:kinesis:us-east-1:1:stream/", "has space", "a/b",
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct config c;
+		char err[320];
+		tk_env_minimal();
+		setenv("TELKIN_STREAM", bad[i], 1);
+		assert_int_equal(config_load(&c, err, sizeof(err)), -1);
+	}
+}
+
+static void test_config_endpoint_precedence(void **state)
+{
+	struct config c;
+	char err[320];
+	(void)state;
+	tk_env_minimal();
+	setenv("AWS_ENDPOINT_URL", "http://global:1", 1);
+	setenv("AWS_ENDPOINT_URL_KINESIS", "http://kinesis:2", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_string_equal(c.kinesis.host, "kinesis");
+	setenv("TELKIN_ENDPOINT", "http://telkin:3/", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_string_equal(c.kinesis.host, "telkin");
+	assert_string_equal(c.kinesis.port, "3");
+	unsetenv("TELKIN_ENDPOINT");
+	unsetenv("AWS_ENDPOINT_URL_KINESIS");
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_string_equal(c.kinesis.host, "global");
+	setenv("AWS_ENDPOINT_URL", "http://h:80", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_string_equal(c.kinesis.host_header, "h");
+}
+
+static void test_config_rejects_bad_endpoints(void **state)
+{
+	static const char *const bad[] = {
+		"ftp://x", "http://", "http://h:0", "http://h:99999", "http://h/path", "h:80",
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct config c;
+		char err[320];
+		tk_env_minimal();
+		setenv("AWS_ENDPOINT_URL_KINESIS", bad[i], 1);
+		assert_int_equal(config_load(&c, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "endpoint"));
+	}
+}
+
+static void test_config_types_list(void **state)
+{
+	unsigned bits = 0;
+	char err[160];
+	(void)state;
+	assert_int_equal(config_types("extension, function", &bits, err, sizeof(err)), 0);
+	assert_int_equal(bits, CLASS_EXTENSION | CLASS_FUNCTION);
+	assert_int_equal(config_types("platform,logs", &bits, err, sizeof(err)), -1);
+	assert_int_equal(config_types(",", &bits, err, sizeof(err)), -1);
+}
+
+static void test_config_requires_credentials(void **state)
+{
+	struct config c;
+	char err[320];
+	(void)state;
+	tk_env_minimal();
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	assert_int_equal(config_load(&c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "AWS_SECRET_ACCESS_KEY"));
+}
+
+/* ---- HTTP parsing ----------------------------------------------------------------------- */
+
+static void test_http_request_head_parsed(void **state)
+{
+	static const char req[] = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n"
+	                          "Connection: close\r\n\r\n[{\"a\":1}]";
+	struct http_head h;
+	(void)state;
+	assert_int_equal(http_parse_head(req, sizeof(req) - 1, 1, &h), 1);
+	assert_int_equal(h.method_len, 4);
+	assert_int_equal(h.path_len, 1);
+	assert_int_equal(h.content_length, 12);
+	assert_int_equal(h.close, 1);
+	assert_int_equal(h.head_len, sizeof(req) - 1 - 9);
+}
+
+static void test_http_head_incomplete_until_blank_line(void **state)
+{
+	static const char req[] = "POST / HTTP/1.1\r\nContent-Length: 2\r\n";
+	struct http_head h;
+	(void)state;
+	assert_int_equal(http_parse_head(req, sizeof(req) - 1, 1, &h), 0);
+}
+
+static void test_http_rejects_chunked_with_content_length(void **state)
+{
+	static const char req[] = "POST / HTTP/1.1\r\nContent-Length: 2\r\n"
+	                          "Transfer-Encoding: chunked\r\n\r\n";
+	struct http_head h;
+	(void)state;
+	assert_int_equal(http_parse_head(req, sizeof(req) - 1, 1, &h), -1);
+}
+
+static void test_http_rejects_malformed_heads(void **state)
+{
+	static const char *const bad[] = {
+		"POST /\r\n\r\n", "POST / HTTP/2.0\r\n\r\n", "POST / HTTP/1.1\r\nNoColon\r\n\r\n",
+		"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
+		"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+		"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+		"POST / HTTP/1.1\r\n folded: x\r\n\r\n",
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct http_head h;
+		assert_int_equal(http_parse_head(bad[i], strlen(bad[i]), 1, &h), -1);
+	}
+}
+
+static void test_http_response_status_and_header_lookup(void **state)
+{
+	static const char resp[] = "HTTP/1.1 200 OK\r\nLambda-Extension-Identifier: abc-1\r\n"
+	                           "Content-Length: 0\r\n\r\n";
+	struct http_head h;
+	size_t n;
+	const char *v;
+	(void)state;
+	assert_int_equal(http_parse_head(resp, sizeof(resp) - 1, 0, &h), 1);
+	assert_int_equal(h.status, 200);
+	v = http_header(resp, h.head_len, "lambda-extension-identifier", &n);
+	assert_non_null(v);
+	assert_int_equal(n, 5);
+	assert_memory_equal(v, "abc-1", 5);
+	assert_null(http_header(resp, h.head_len, "missing", &n));
+}
+
+static void test_chunked_body_decoded_in_place(void **state)
+{
+	char body[] = "4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+	size_t len, consumed;
+	(void)state;
+	assert_int_equal(chunked_decode(body, sizeof(body) - 1, 100, &len, &consumed), 1);
+	assert_int_equal(len, 9);
+	assert_memory_equal(body, "Wikipedia", 9);
+	assert_int_equal(consumed, sizeof(body) - 1 - 4);
+}
+
+static void test_chunked_body_incomplete_is_not_modified(void **state)
+{
+	char body[] = "4\r\nWiki\r\n5\r\npedi";
+	char copy[sizeof(body)];
+	size_t len, consumed;
+	(void)state;
+	memcpy(copy, body, sizeof(body));
+	assert_int_equal(chunked_decode(body, sizeof(body) - 1, 100, &len, &consumed), 0);
+	assert_memory_equal(body, copy, sizeof(body));
+}
+
+static void test_chunked_body_rejects_bad_framing_and_excess(void **state)
+{
+	char bad1[] = "4\r\nWikiXX\r\n0\r\n\r\n";
+	char bad2[] = "zz\r\n";
+	char big[] = "10\r\n0123456789abcdef\r\n0\r\n\r\n";
+	size_t len, consumed;
+	(void)state;
+	assert_int_equal(chunked_decode(bad1, sizeof(bad1) - 1, 100, &len, &consumed), -1);
+	assert_int_equal(chunked_decode(bad2, sizeof(bad2) - 1, 100, &len, &consumed), -1);
+	assert_int_equal(chunked_decode(big, sizeof(big) - 1, 15, &len, &consumed), -1);
+	assert_int_equal(chunked_decode(big, sizeof(big) - 1, 16, &len, &consumed), 1);
+}
+
+/* ---- queue ------------------------------------------------------------------------------ */
+
+static void test_queue_full_returns_null_and_wraps_after_pop(void **state)
+{
+	struct queue q;
+	uint8_t mem[1024];
+	struct queue_entry *e[8];
+	int pushed = 0;
+	(void)state;
+	memset(&q, 0, sizeof(q));
+	q.mem = mem;
+	q.cap = sizeof(mem);
+	while (pushed < 8 && (e[pushed] = queue_push(&q, 2, 200, CLASS_FUNCTION)) != NULL)
+		pushed++;
+	assert_int_equal(pushed, 4); /* 4 x 216 bytes fit in 1024, a fifth does not */
+	assert_null(queue_push(&q, 2, 200, CLASS_FUNCTION));
+	e[0]->state = ENTRY_DONE;
+	e[1]->state = ENTRY_DONE;
+	queue_pop_done(&q);
+	assert_int_equal(q.count, 2);
+	/* 1024 - 864 = 160 bytes at the end: too small, so the next entry wraps to offset 0. */
+	e[4] = queue_push(&q, 2, 200, CLASS_FUNCTION);
+	assert_non_null(e[4]);
+	assert_ptr_equal(e[4], mem);
+	/* Iteration follows the wrap: entries 2, 3, then the new one. */
+	size_t off = queue_first(&q);
+	assert_ptr_equal(queue_at(&q, off), e[2]);
+	off = queue_next(&q, off);
+	assert_ptr_equal(queue_at(&q, off), e[3]);
+	off = queue_next(&q, off);
+	assert_int_equal(off, 0);
+	assert_int_equal(queue_next(&q, off), SIZE_MAX);
+}
+
+static void test_queue_pop_stops_at_pending_head(void **state)
+{
+	struct queue q;
+	uint8_t mem[1024];
+	struct queue_entry *a, *b;
+	(void)state;
+	memset(&q, 0, sizeof(q));
+	q.mem = mem;
+	q.cap = sizeof(mem);
+	a = queue_push(&q, 1, 10, CLASS_PLATFORM);
+	b = queue_push(&q, 1, 10, CLASS_PLATFORM);
+	b->state = ENTRY_DONE;
+	queue_pop_done(&q);
+	assert_int_equal(q.count, 2); /* b waits behind a */
+	a->state = ENTRY_DONE;
+	queue_pop_done(&q);
+	assert_int_equal(q.count, 0);
+	assert_int_equal(queue_used(&q), 0);
+}
+
+/* ---- ingest ----------------------------------------------------------------------------- */
+
+static void test_ingest_appends_identity_members(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	char out[1024];
+	(void)state;
+	assert_int_equal(tk_ingest(t, "[{\"time\":\"T\",\"type\":\"function\",\"record\":\"hi\"}]"), 0);
+	assert_int_equal(t->q.count, 1);
+	assert_string_equal(tk_entry(t, 0, out, sizeof(out)),
+	                    "{\"time\":\"T\",\"type\":\"function\",\"record\":\"hi\",\"function\":"
+	                    "\"fn\",\"version\":\"$LATEST\",\"region\":\"eu-west-1\",\"sandbox\":"
+	                    "\"0123456789abcdef0123456789abcdef\"}");
+	tk_free(t);
+}
+
+static void test_ingest_empty_object_gets_identity_without_comma(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	char out[1024];
+	(void)state;
+	assert_int_equal(tk_ingest(t, "[{ }]"), 0);
+	tk_entry(t, 0, out, sizeof(out));
+	assert_memory_equal(out, "{ \"function\":", 13);
+	tk_free(t);
+}
+
+static void test_ingest_records_are_valid_json(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	struct json_token tk[64];
+	char out[2048];
+	(void)state;
+	assert_int_equal(tk_ingest(t, "[{\"type\":\"platform.start\",\"record\":{\"requestId\":\"r1\","
+	                              "\"version\":\"$LATEST\"}} , {\"type\":\"function\",\"record\":"
+	                              "{\"level\":\"INFO\",\"message\":\"\\u00e9\\n\"}}]"), 0);
+	assert_int_equal(t->q.count, 2);
+	for (size_t i = 0; i < 2; i++) {
+		tk_entry(t, i, out, sizeof(out));
+		assert_true(json_parse(out, strlen(out), tk, 64, 32, 0, NULL) > 0);
+		assert_true(json_string_eq(out, &tk[json_object_get(out, tk, 0, "sandbox")],
+		                           t->sandbox_id));
+	}
+	tk_free(t);
+}
+
+static void test_ingest_filters_types_not_forwarded(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	(void)state;
+	assert_int_equal(tk_ingest(t, "[{\"type\":\"extension\",\"record\":\"x\"},"
+	                              "{\"type\":\"function\",\"record\":\"y\"}]"), 0);
+	assert_int_equal(t->q.count, 1);
+	assert_int_equal(t->stats.events_filtered, 1);
+	assert_int_equal(t->stats.events_received, 2);
+	tk_free(t);
+}
+
+static void test_ingest_notes_runtime_done_even_when_platform_not_forwarded(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	(void)state;
+	t->cfg.types = CLASS_FUNCTION;
+	assert_int_equal(tk_ingest(t, "[{\"type\":\"platform.runtimeDone\",\"record\":{\"requestId\":"
+	                              "\"req-42\",\"status\":\"success\"}}]"), 0);
+	assert_string_equal(t->runtime_done_id, "req-42");
+	assert_int_equal(t->q.count, 0);
+	tk_free(t);
+}
+
+static void test_ingest_rejects_malformed_batch_and_queues_nothing(void **state)
+{
+	static const char *const bad[] = {
+		"[{\"type\":\"function\"},", "{\"type\":\"function\"}", "[{\"a\":1},2]",
+		"[{\"a\":1},]", "[{\"a\":\"\x01\"}]", "",
+	};
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(tk_ingest(t, bad[i]), -1);
+	assert_int_equal(t->q.count, 0);
+	tk_free(t);
+}
+
+static void test_ingest_partition_key_request_mode(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	struct queue_entry *e;
+	size_t off;
+	(void)state;
+	t->cfg.pk_mode = PK_REQUEST;
+	strcpy(t->request_id, "inv-1");
+	t->phase = PHASE_INVOKE;
+	assert_int_equal(tk_ingest(t, "[{\"type\":\"platform.start\",\"record\":{\"requestId\":"
+	                              "\"req-7\"}},{\"type\":\"function\",\"record\":\"text\"}]"), 0);
+	off = queue_first(&t->q);
+	e = queue_at(&t->q, off);
+	assert_int_equal(e->pk_len, 5);
+	assert_memory_equal(entry_pk(e), "req-7", 5);
+	e = queue_at(&t->q, queue_next(&t->q, off));
+	assert_int_equal(e->pk_len, 5);
+	assert_memory_equal(entry_pk(e), "inv-1", 5);
+	tk_free(t);
+}
+
+static void test_ingest_drops_when_full_and_reports_later(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	size_t ev_len = 100000, n = 0, dropped;
+	char *batch = malloc((ev_len + 64) * 30 + 64), out[1024];
+	(void)state;
+	/* 30 events of ~100 KB: 2 MiB holds about 20. */
+	batch[n++] = '[';
+	for (int i = 0; i < 30; i++) {
+		n += (size_t)sprintf(batch + n, "%s{\"type\":\"function\",\"record\":\"", i ? "," : "");
+		memset(batch + n, 'a', ev_len);
+		n += ev_len;
+		n += (size_t)sprintf(batch + n, "\"}");
+	}
+	batch[n++] = ']';
+	batch[n] = 0;
+	assert_int_equal(tk_ingest(t, batch), 0);
+	dropped = t->stats.dropped_records[1];
+	assert_true(dropped > 0);
+	assert_int_equal(t->stats.events_queued + dropped, 30);
+	/* The report follows the dropped events as soon as there is room: here, at once. */
+	tk_entry(t, t->q.count - 1, out, sizeof(out));
+	assert_non_null(strstr(out, "\"type\":\"telkin.dropped\""));
+	char expect[64];
+	snprintf(expect, sizeof(expect), "\"droppedRecords\":%zu,", dropped);
+	assert_non_null(strstr(out, expect));
+	assert_int_equal(t->unreported_drop_records[1], 0);
+	free(batch);
+	tk_free(t);
+}
+
+static void test_drop_report_waits_for_room(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	char out[1024];
+	(void)state;
+	while (queue_push(&t->q, 1, 64, CLASS_FUNCTION))
+		;
+	drop_record(t, CLASS_EXTENSION, 10);
+	report_drops(t);
+	assert_int_equal(t->unreported_drop_records[2], 1); /* no room: still owed */
+	size_t before = t->q.count;
+	for (int i = 0; i < 8; i++) { /* 8 x 80 bytes: room for the report */
+		queue_at(&t->q, t->q.head)->state = ENTRY_DONE;
+		queue_pop_done(&t->q);
+	}
+	report_drops(t);
+	assert_int_equal(t->unreported_drop_records[2], 0);
+	assert_int_equal(t->q.count, before - 8 + 1);
+	tk_entry(t, t->q.count - 1, out, sizeof(out));
+	assert_non_null(strstr(out, "\"droppedRecords\":1,\"droppedBytes\":10,\"platform\":0,"
+	                            "\"function\":0,\"extension\":1}"));
+	tk_free(t);
+}
+
+static void test_ingest_truncates_event_over_record_limit(void **state)
+{
+	struct telkin *t = tk_new(4u << 20);
+	size_t big = KINESIS_MAX_RECORD_BYTES + 1000, n = 0;
+	char *batch = malloc(2 * big + 128);
+	struct json_token tk[64];
+	struct queue_entry *e;
+	(void)state;
+	n += (size_t)sprintf(batch, "[{\"time\":\"T1\",\"type\":\"function\",\"record\":\"");
+	for (size_t i = 0; i < big; i++) {
+		if (i % 7 == 0) { /* escapes make the escaped-length budget matter */
+			batch[n++] = '\\';
+			batch[n++] = 'n';
+		} else {
+			batch[n++] = 'x';
+		}
+	}
+	n += (size_t)sprintf(batch + n, "\"}]");
+	assert_int_equal(tk_ingest(t, batch), 0);
+	assert_int_equal(t->q.count, 1);
+	assert_int_equal(t->stats.events_truncated, 1);
+	e = queue_at(&t->q, queue_first(&t->q));
+	assert_true(e->data_len + e->pk_len <= KINESIS_MAX_RECORD_BYTES);
+	assert_true(e->data_len + e->pk_len > KINESIS_MAX_RECORD_BYTES - 64);
+	assert_true(json_parse(entry_data(e), e->data_len, tk, 64, 32, 0, NULL) > 0);
+	assert_int_equal(tk[json_object_get(entry_data(e), tk, 0, "truncated")].type, JSON_TRUE);
+	assert_true(json_string_eq(entry_data(e), &tk[json_object_get(entry_data(e), tk, 0, "time")],
+	                           "T1"));
+	free(batch);
+	tk_free(t);
+}
+
+static void test_escaped_prefix_never_splits_utf8(void **state)
+{
+	static const char s[] = "ab\xc3\xa9" "cd";
+	(void)state;
+	assert_int_equal(escaped_prefix(s, 6, 3), 2);
+	assert_int_equal(escaped_prefix(s, 6, 4), 4);
+	assert_int_equal(escaped_prefix("a\"b", 3, 2), 1);
+	assert_int_equal(escaped_prefix("a\"b", 3, 3), 2);
+}
+
+/* ---- batcher and Kinesis answers -------------------------------------------------------- */
+
+static void tk_fill(struct telkin *t, int events, size_t record_len)
+{
+	char *batch = malloc((size_t)events * (record_len + 64) + 16);
+	size_t n = 0;
+	batch[n++] = '[';
+	for (int i = 0; i < events; i++) {
+		n += (size_t)sprintf(batch + n, "%s{\"type\":\"function\",\"record\":\"", i ? "," : "");
+		memset(batch + n, 'a' + i % 26, record_len);
+		n += record_len;
+		n += (size_t)sprintf(batch + n, "\"}");
+	}
+	batch[n++] = ']';
+	batch[n] = 0;
+	assert_int_equal(tk_ingest(t, batch), 0);
+	free(batch);
+}
+
+static void test_batch_splits_at_500_records(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	(void)state;
+	tk_fill(t, 501, 10);
+	assert_int_equal(t->q.count, 501);
+	assert_int_equal(batch_build(t), KINESIS_MAX_RECORDS);
+	tk_free(t);
+}
+
+static void test_batch_splits_at_5_mib(void **state)
+{
+	struct telkin *t = tk_new(16u << 20);
+	size_t total = 0;
+	(void)state;
+	tk_fill(t, 12, 500000); /* 12 x ~0.5 MB: 10 fit in 5 MiB */
+	size_t n = batch_build(t);
+	assert_true(n >= 9 && n < 12);
+	for (size_t i = 0; i < n; i++) {
+		struct queue_entry *e = queue_at(&t->q, t->inflight[i]);
+		total += e->data_len + e->pk_len;
+	}
+	assert_true(total <= KINESIS_MAX_REQUEST_BYTES);
+	struct queue_entry *next = queue_at(&t->q, queue_next(&t->q, t->inflight[n - 1]));
+	assert_true(total + next->data_len + next->pk_len > KINESIS_MAX_REQUEST_BYTES);
+	assert_true(t->req_body_len <= REQUEST_BODY_MAX);
+	tk_free(t);
+}
+
+static void test_batch_body_is_putrecords_json_with_base64_data(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	struct json_token tk[64];
+	char data[512];
+	int n, recs, first, d;
+	(void)state;
+	assert_int_equal(tk_ingest(t, "[{\"type\":\"function\",\"record\":\"hello\"}]"), 0);
+	assert_int_equal(batch_build(t), 1);
+	n = json_parse(t->req_body, t->req_body_len, tk, 64, 8, 0, NULL);
+	assert_true(n > 0);
+	assert_true(json_string_eq(t->req_body, &tk[json_object_get(t->req_body, tk, 0,
+	                                                             "StreamName")], "s1"));
+	assert_int_equal(json_object_get(t->req_body, tk, 0, "StreamARN"), -1);
+	recs = json_object_get(t->req_body, tk, 0, "Records");
+	assert_int_equal(tk[recs].size, 1);
+	first = recs + 1;
+	d = json_object_get(t->req_body, tk, first, "Data");
+	size_t len = base64_decode(data, sizeof(data) - 1, t->req_body + tk[d].start,
+	                           tk[d].end - tk[d].start);
+	assert_true(len != (size_t)-1);
+	data[len] = 0;
+	assert_non_null(strstr(data, "\"record\":\"hello\",\"function\":\"fn\""));
+	assert_true(json_string_eq(t->req_body, &tk[json_object_get(t->req_body, tk, first,
+	                                                             "PartitionKey")], t->sandbox_id));
+	tk_free(t);
+}
+
+static void test_kinesis_partial_failure_resends_only_failed(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	static char resp[64 << 10];
+	int failed[5] = { 0, 1, 0, 1, 0 };
+	char out[512];
+	(void)state;
+	tk_fill(t, 5, 4);
+	assert_int_equal(batch_build(t), 5);
+	tk_ok_response(resp, sizeof(resp), 5, failed);
+	tk_respond(t, 200, resp);
+	assert_int_equal(t->stats.records_shipped, 3);
+	assert_int_equal(t->stats.records_retried, 2);
+	assert_int_equal(t->attempt, 1);
+	assert_true(t->retry_at >= now_ms() - 1);
+	/* The retry carries records 1 and 3 only (b... and d...). */
+	assert_int_equal(batch_build(t), 2);
+	assert_non_null(strstr(tk_entry(t, 0, out, sizeof(out)), "bbbb"));
+	assert_non_null(strstr(tk_entry(t, 2, out, sizeof(out)), "dddd"));
+	tk_ok_response(resp, sizeof(resp), 2, NULL);
+	tk_respond(t, 200, resp);
+	assert_int_equal(t->q.count, 0);
+	assert_int_equal(t->stats.records_shipped, 5);
+	assert_int_equal(t->attempt, 0);
+	tk_free(t);
+}
+
+static void test_kinesis_record_count_mismatch_is_retried(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	static char resp[4096];
+	(void)state;
+	tk_fill(t, 3, 4);
+	assert_int_equal(batch_build(t), 3);
+	tk_ok_response(resp, sizeof(resp), 2, NULL);
+	tk_respond(t, 200, resp);
+	assert_int_equal(t->q.count, 3);
+	assert_int_equal(t->stats.records_shipped, 0);
+	assert_int_equal(t->attempt, 1);
+	tk_free(t);
+}
+
+static void test_kinesis_throttling_is_retried(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	(void)state;
+	tk_fill(t, 3, 4);
+	batch_build(t);
+	tk_respond(t, 400, "{\"__type\":\"com.amazonaws#ThrottlingException\",\"message\":\"slow\"}");
+	assert_int_equal(t->q.count, 3);
+	assert_int_equal(t->stats.records_rejected, 0);
+	batch_build(t);
+	tk_respond(t, 503, "");
+	assert_int_equal(t->q.count, 3);
+	assert_int_equal(t->attempt, 2);
+	tk_free(t);
+}
+
+static void test_kinesis_access_denied_drops_and_counts(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	(void)state;
+	tk_fill(t, 3, 4);
+	batch_build(t);
+	tk_respond(t, 400, "{\"__type\":\"AccessDeniedException\",\"message\":\"no\"}");
+	assert_int_equal(t->q.count, 0);
+	assert_int_equal(t->stats.records_rejected, 3);
+	assert_string_equal(t->logged_errors[0], "AccessDeniedException");
+	tk_free(t);
+}
+
+static void test_kinesis_connection_failure_is_retried_with_backoff(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	(void)state;
+	tk_fill(t, 2, 4);
+	batch_build(t);
+	t->request_out = 1;
+	t->kin.state = HC_FAILED;
+	t->kin.reused = 0;
+	kinesis_on_response(t, now_ms());
+	assert_int_equal(t->q.count, 2);
+	assert_int_equal(t->request_out, 0);
+	assert_int_equal(t->stats.putrecords_errors, 1);
+	assert_int_equal(t->attempt, 1);
+	tk_free(t);
+}
+
+static void test_backoff_grows_and_is_capped(void **state)
+{
+	struct telkin t;
+	(void)state;
+	memset(&t, 0, sizeof(t));
+	for (int i = 0; i < 200; i++) {
+		kinesis_backoff(&t, 1000);
+		assert_true(t.retry_at >= 1000 && t.retry_at <= 1000 + RETRY_CAP_MS);
+	}
+	assert_int_equal(t.attempt, 200);
+}
+
+static void test_signed_head_has_required_headers(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	(void)state;
+	sigv4_init(&t->signer, t->cfg.region, "kinesis", t->cfg.access_key_id,
+	           t->cfg.secret_access_key);
+	tk_fill(t, 1, 4);
+	batch_build(t);
+	assert_int_equal(kinesis_sign(t), 0);
+	t->req_head[t->req_head_len] = 0;
+	assert_non_null(strstr(t->req_head, "Content-Type: application/x-amz-json-1.1\r\n"));
+	assert_non_null(strstr(t->req_head, "X-Amz-Target: Kinesis_20131202.PutRecords\r\n"));
+	assert_non_null(strstr(t->req_head, "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"));
+	assert_non_null(strstr(t->req_head, "/eu-west-1/kinesis/aws4_request"));
+	assert_non_null(strstr(t->req_head, "Host: 127.0.0.1:4567\r\n"));
+	assert_null(strstr(t->req_head, "secret"));
+	tk_free(t);
+}
+
+static void test_identity_escapes_function_name(void **state)
+{
+	struct telkin t;
+	(void)state;
+	memset(&t, 0, sizeof(t));
+	strcpy(t.cfg.function_name, "a\"b");
+	strcpy(t.sandbox_id, "x");
+	assert_int_equal(identity_build(&t), 0);
+	t.identity[t.identity_len] = 0;
+	assert_non_null(strstr(t.identity, "\"function\":\"a\\\"b\""));
+	assert_int_equal(t.identity[t.identity_len - 1], '}');
+}
+
+static const struct CMUnitTest telkin_tests[] = {
+	cmocka_unit_test(test_config_requires_stream),
+	cmocka_unit_test(test_config_defaults),
+	cmocka_unit_test(test_config_rejects_buffer_values_outside_api_ranges),
+	cmocka_unit_test(test_config_accepts_buffer_range_bounds),
+	cmocka_unit_test(test_config_stream_arn_region_wins),
+	cmocka_unit_test(test_config_rejects_malformed_stream),
+	cmocka_unit_test(test_config_endpoint_precedence),
+	cmocka_unit_test(test_config_rejects_bad_endpoints),
+	cmocka_unit_test(test_config_types_list),
+	cmocka_unit_test(test_config_requires_credentials),
+	cmocka_unit_test(test_http_request_head_parsed),
+	cmocka_unit_test(test_http_head_incomplete_until_blank_line),
+	cmocka_unit_test(test_http_rejects_chunked_with_content_length),
+	cmocka_unit_test(test_http_rejects_malformed_heads),
+	cmocka_unit_test(test_http_response_status_and_header_lookup),
+	cmocka_unit_test(test_chunked_body_decoded_in_place),
+	cmocka_unit_test(test_chunked_body_incomplete_is_not_modified),
+	cmocka_unit_test(test_chunked_body_rejects_bad_framing_and_excess),
+	cmocka_unit_test(test_queue_full_returns_null_and_wraps_after_pop),
+	cmocka_unit_test(test_queue_pop_stops_at_pending_head),
+	cmocka_unit_test(test_ingest_appends_identity_members),
+	cmocka_unit_test(test_ingest_empty_object_gets_identity_without_comma),
+	cmocka_unit_test(test_ingest_records_are_valid_json),
+	cmocka_unit_test(test_ingest_filters_types_not_forwarded),
+	cmocka_unit_test(test_ingest_notes_runtime_done_even_when_platform_not_forwarded),
+	cmocka_unit_test(test_ingest_rejects_malformed_batch_and_queues_nothing),
+	cmocka_unit_test(test_ingest_partition_key_request_mode),
+	cmocka_unit_test(test_ingest_drops_when_full_and_reports_later),
+	cmocka_unit_test(test_drop_report_waits_for_room),
+	cmocka_unit_test(test_ingest_truncates_event_over_record_limit),
+	cmocka_unit_test(test_escaped_prefix_never_splits_utf8),
+	cmocka_unit_test(test_batch_splits_at_500_records),
+	cmocka_unit_test(test_batch_splits_at_5_mib),
+	cmocka_unit_test(test_batch_body_is_putrecords_json_with_base64_data),
+	cmocka_unit_test(test_kinesis_partial_failure_resends_only_failed),
+	cmocka_unit_test(test_kinesis_record_count_mismatch_is_retried),
+	cmocka_unit_test(test_kinesis_throttling_is_retried),
+	cmocka_unit_test(test_kinesis_access_denied_drops_and_counts),
+	cmocka_unit_test(test_kinesis_connection_failure_is_retried_with_backoff),
+	cmocka_unit_test(test_backoff_grows_and_is_capped),
+	cmocka_unit_test(test_signed_head_has_required_headers),
+	cmocka_unit_test(test_identity_escapes_function_name),
+};
