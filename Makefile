@@ -39,6 +39,13 @@ CC_host   := gcc
 ARCH_CFLAGS_host :=
 
 TELKIN_SRCS := telkin.c json_min.c sigv4.c
+# Trust anchors compiled into telkin: Amazon Root CA 1-4 and Starfield Services Root CA G2 (what
+# Kinesis endpoints chain to), from Debian's ca-certificates, converted by our own generator.
+CA_DIR   := /usr/share/ca-certificates/mozilla
+CA_FILES := $(CA_DIR)/Amazon_Root_CA_1.crt $(CA_DIR)/Amazon_Root_CA_2.crt \
+            $(CA_DIR)/Amazon_Root_CA_3.crt $(CA_DIR)/Amazon_Root_CA_4.crt \
+            $(CA_DIR)/Starfield_Services_Root_Certificate_Authority_-_G2.crt
+ANCHORS  := $(BUILD)/trust_anchors.h
 TELKIN_HDRS := json_min.h sigv4.h
 
 .PHONY: all arm64 deps test unit-test asan-test clang-check e2e-test arm64-test infra-test \
@@ -84,11 +91,21 @@ BEARSSL_INC = -I$(BUILD)/$(1)/$(BEARSSL_TOPDIR)/inc
 # ---------------------------------------------------------------------------------------------
 # telkin: the static binaries.
 
-$(BUILD)/%/telkin: $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/%/libbearssl.a
-	$(CC_$*) $(OPT_CFLAGS) $(ARCH_CFLAGS_$*) $(WARN_CFLAGS) $(call BEARSSL_INC,$*) \
+$(ANCHORS): tests/gen_trust_anchors.c $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/host/libbearssl.a \
+             | deps
+	$(CC_host) -std=c11 -O1 -D_DEFAULT_SOURCE -DTELKIN_TEST -DTELKIN_NO_BUILTIN_ANCHORS -I. \
+	  $(call BEARSSL_INC,host) -w tests/gen_trust_anchors.c json_min.c sigv4.c \
+	  -o $(BUILD)/host/gen_trust_anchors $(BUILD)/host/libbearssl.a
+	$(BUILD)/host/gen_trust_anchors $(CA_FILES) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/%/telkin: $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/%/libbearssl.a $(ANCHORS)
+	$(CC_$*) $(OPT_CFLAGS) $(ARCH_CFLAGS_$*) $(WARN_CFLAGS) $(call BEARSSL_INC,$*) -I$(BUILD) \
 	  $(TELKIN_SRCS) -o $@ $(LDFLAGS_STATIC) $(BUILD)/$*/libbearssl.a
 	@size=$$(stat -c %s $@); echo "$@: $$size bytes stripped (bound $(SIZE_LIMIT))"; \
 	  test $$size -le $(SIZE_LIMIT) || { echo "$@ is over the size bound" >&2; exit 1; }
+
+# The musl toolchain comes from make deps; order-only, so an install never forces a rebuild.
+$(BUILD)/x86_64/libbearssl.a $(BUILD)/x86_64/telkin: | deps
 
 $(BUILD)/telkin: $(BUILD)/x86_64/telkin
 	cp $< $@
@@ -99,11 +116,13 @@ arm64: $(BUILD)/arm64/telkin
 # ---------------------------------------------------------------------------------------------
 # Dependencies: installs what is missing when run as root; quiet when everything is there.
 
-DEB_PACKAGES := gcc make musl-tools libcmocka-dev xz-utils file clang python3 dpkg-dev
+DEB_PACKAGES := gcc make musl-tools libcmocka-dev xz-utils file clang python3 dpkg-dev \
+                ca-certificates openssl
 # Node.js (simulator, kinesalite, CDK): the machine's own when present, else Debian's.
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
-	  dpkg-query -W -f='$${db:Status-Status}\n' $$p 2>/dev/null | grep -qx installed || \
+	  dpkg-query -W -f='$${db:Status-Status} $${Architecture}\n' $$p 2>/dev/null | \
+	    grep -Eqx "installed ($$(dpkg --print-architecture)|all)" || \
 	    missing="$$missing $$p"; done; \
 	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
@@ -117,14 +136,14 @@ deps:
 
 # The tests include telkin.c itself to reach its static functions; main() is left out.
 TEST_CFLAGS := -std=c11 -O1 -g -D_DEFAULT_SOURCE -DTELKIN_TEST $(WARN_CFLAGS) -Wno-unused-function \
-               -I. $(call BEARSSL_INC,host)
+               -I. -I$(BUILD) $(call BEARSSL_INC,host)
 SAN_CFLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-$(BUILD)/host/telkin_test: telkin_test.c $(wildcard tests/unit_*.c) $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/host/libbearssl.a
+$(BUILD)/host/telkin_test: telkin_test.c $(wildcard tests/unit_*.c) $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/host/libbearssl.a $(ANCHORS)
 	$(CC_host) $(TEST_CFLAGS) telkin_test.c json_min.c sigv4.c -o $@ \
 	  $(BUILD)/host/libbearssl.a -lcmocka
 
-$(BUILD)/host/telkin_test_asan: telkin_test.c $(wildcard tests/unit_*.c) $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/host/libbearssl.a
+$(BUILD)/host/telkin_test_asan: telkin_test.c $(wildcard tests/unit_*.c) $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/host/libbearssl.a $(ANCHORS)
 	$(CC_host) $(TEST_CFLAGS) $(SAN_CFLAGS) telkin_test.c json_min.c sigv4.c -o $@ \
 	  $(BUILD)/host/libbearssl.a -lcmocka
 
@@ -139,9 +158,9 @@ asan-test: $(BUILD)/host/telkin_test_asan
 	  UBSAN_OPTIONS=print_stacktrace=1 ./telkin_test_asan
 
 # Warnings are errors with clang too.
-clang-check: $(BUILD)/host/libbearssl.a
+clang-check: $(BUILD)/host/libbearssl.a $(ANCHORS)
 	clang $(subst -fstack-clash-protection,,$(OPT_CFLAGS)) $(WARN_CFLAGS) \
-	  $(call BEARSSL_INC,host) -fsyntax-only $(TELKIN_SRCS)
+	  $(call BEARSSL_INC,host) -I$(BUILD) -fsyntax-only $(TELKIN_SRCS)
 	clang $(TEST_CFLAGS) -fsyntax-only telkin_test.c
 
 test: deps
@@ -159,17 +178,20 @@ $(BUILD)/host/bench_%: tests/bench_%.c json_min.c sigv4.c $(TELKIN_HDRS) $(BUILD
 	$(CC_host) -std=c11 -O2 -D_DEFAULT_SOURCE $(WARN_CFLAGS) $(call BEARSSL_INC,host) -I. \
 	  $< json_min.c sigv4.c -o $@ $(BUILD)/host/libbearssl.a
 
-bench: deps $(BENCH_DRIVERS)
+bench: deps $(BENCH_DRIVERS) $(BENCH_EXTRA)
 	@for b in $(BENCH_DRIVERS); do echo "== $$b"; TELKIN_SHARED=$(SHARED) $$b || exit 1; done
+	@$(if $(BENCH_EXTRA_RUN),$(BENCH_EXTRA_RUN))
 
 # Layers (layer/), infrastructure (infra/) and the end-to-end suite (tests/) keep their rules
 # beside their files.
 -include layer/layer.mk
 -include infra/infra.mk
 -include tests/tests.mk
+-include tests/bench.mk
 
 clean:
-	rm -rf $(BUILD)/x86_64/telkin $(BUILD)/arm64/telkin $(BUILD)/host/telkin_test* $(BUILD)/telkin
+	rm -rf $(BUILD)/x86_64/telkin $(BUILD)/arm64/telkin $(BUILD)/host/telkin_test* $(BUILD)/telkin \
+	  $(BUILD)/arm64host/telkin_test $(BUILD)/telkin-layer-*.zip $(BUILD)/cdk.out
 
 distclean:
 	rm -rf $(BUILD)

@@ -40,8 +40,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <bearssl.h>
+
 #include "json_min.h"
 #include "sigv4.h"
+
+/* Trust anchors compiled in: Amazon Root CA 1-4 and Starfield Services Root CA G2, generated at
+ * build time from Debian's ca-certificates by tests/gen_trust_anchors.c (see the Makefile). */
+#ifndef TELKIN_NO_BUILTIN_ANCHORS
+#include "trust_anchors.h"
+#else
+static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
+#define BUILTIN_ANCHORS_NUM 0
+#endif
 
 /* ------------------------------------------------------------------------------------------ */
 /* Limits. One constant per limit, with where the number comes from.                          */
@@ -198,8 +209,10 @@ struct endpoint {
 struct config {
 	char stream_name[KINESIS_MAX_STREAM_NAME + 1];
 	char stream_arn[KINESIS_MAX_STREAM_ARN + 1]; /* "" when a name was given */
-	char region[64];
+	char region[64];          /* the stream's: an ARN's region, else AWS_REGION */
+	char function_region[64]; /* AWS_REGION: where the function runs (the record's "region") */
 	struct endpoint kinesis;
+	const char *ca_file;      /* TELKIN_CA_FILE: extra PEM trust anchors; NULL when none */
 	const char *access_key_id;
 	const char *secret_access_key;
 	const char *session_token;  /* NULL when none */
@@ -243,6 +256,18 @@ static const char *env_or(const char *name, const char *fallback)
 {
 	const char *v = getenv(name);
 	return (v && *v) ? v : fallback;
+}
+
+/* An AWS SDK style boolean: unset or "false" 0, "true" 1, anything else -1 with err. */
+static int env_flag(const char *name, char *err, size_t errcap)
+{
+	const char *v = env_or(name, "false");
+	if (!strcasecmp(v, "true"))
+		return 1;
+	if (!strcasecmp(v, "false"))
+		return 0;
+	snprintf(err, errcap, "%s=%.32s: expected true or false", name, v);
+	return -1;
 }
 
 /* Copy src into dst[cap]; -1 when it does not fit. */
@@ -421,6 +446,7 @@ static int config_load(struct config *c, char *err, size_t errcap)
 	}
 
 	copy_str(c->region, sizeof(c->region), env_or("AWS_REGION", env_or("AWS_DEFAULT_REGION", "")));
+	memcpy(c->function_region, c->region, sizeof(c->region));
 	s = env_or("TELKIN_STREAM", NULL);
 	if (!s) {
 		snprintf(err, errcap, "TELKIN_STREAM is not set: name the Kinesis stream (a name or "
@@ -447,17 +473,19 @@ static int config_load(struct config *c, char *err, size_t errcap)
 		if (endpoint_parse(&c->kinesis, s, err, errcap))
 			return -1;
 	} else {
-		char url[128];
-		snprintf(url, sizeof(url), "https://kinesis.%s.amazonaws.com%s", c->region,
-		         strncmp(c->region, "cn-", 3) == 0 ? ".cn" : "");
+		/* docs.aws.amazon.com/general/latest/gr/ak.html; FIPS and dual-stack per the SDKs. */
+		int cn = strncmp(c->region, "cn-", 3) == 0, fips, dual;
+		char url[160];
+		if ((fips = env_flag("AWS_USE_FIPS_ENDPOINT", err, errcap)) < 0 ||
+		    (dual = env_flag("AWS_USE_DUALSTACK_ENDPOINT", err, errcap)) < 0)
+			return -1;
+		snprintf(url, sizeof(url), "https://kinesis%s.%s.%s", fips ? "-fips" : "", c->region,
+		         dual ? (cn ? "api.amazonwebservices.com.cn" : "api.aws") :
+		         (cn ? "amazonaws.com.cn" : "amazonaws.com"));
 		if (endpoint_parse(&c->kinesis, url, err, errcap))
 			return -1;
 	}
-	if (c->kinesis.tls) {
-		snprintf(err, errcap, "endpoint https://%.100s: this build of telkin has no TLS yet; "
-		         "set AWS_ENDPOINT_URL_KINESIS to an http:// endpoint", c->kinesis.host);
-		return -1;
-	}
+	c->ca_file = env_or("TELKIN_CA_FILE", NULL);
 
 	c->access_key_id = env_or("AWS_ACCESS_KEY_ID", NULL);
 	c->secret_access_key = env_or("AWS_SECRET_ACCESS_KEY", NULL);
@@ -781,6 +809,240 @@ static int net_connect(const char *host, const char *port, int *in_progress)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* TLS: BearSSL's engine, stepped by the same poll() loop. TLS 1.2 only, ECDHE with AES-GCM or  */
+/* ChaCha20-Poly1305, RSA or ECDSA server keys; the chain is checked against the compiled-in     */
+/* anchors and TELKIN_CA_FILE's, and the name against the endpoint's host.                      */
+
+#define TLS_CA_FILE_MAX   (256u << 10)   /* TELKIN_CA_FILE: a bundle, not a system store */
+#define TLS_EXTRA_ANCHORS 32
+#define TLS_ANCHOR_BYTES  (32u << 10)    /* DNs and keys of TELKIN_CA_FILE's anchors */
+#define TLS_CERT_MAX      (16u << 10)    /* one DER certificate in a PEM file */
+
+struct trust_store {
+	br_x509_trust_anchor anchors[BUILTIN_ANCHORS_NUM + TLS_EXTRA_ANCHORS];
+	size_t count;
+	unsigned char *bytes;                 /* TLS_ANCHOR_BYTES: DN and key copies */
+	size_t used;
+};
+
+struct tls_conn {
+	br_ssl_client_context sc;
+	br_x509_minimal_context xc;
+	unsigned char iobuf[BR_SSL_BUFSIZE_BIDI];
+	const char *server_name;
+	int used_before;                      /* a session to resume exists */
+};
+
+static const char *tls_error_text(int err)
+{
+	switch (err) {
+	case BR_ERR_X509_NOT_TRUSTED:
+		return "TLS: server certificate chain is not trusted (unknown CA)";
+	case BR_ERR_X509_BAD_SERVER_NAME:
+		return "TLS: server certificate does not match the host name";
+	case BR_ERR_X509_EXPIRED:
+		return "TLS: server certificate has expired or is not yet valid";
+	case BR_ERR_UNSUPPORTED_VERSION:
+	case BR_ERR_BAD_VERSION:
+		return "TLS: server does not speak TLS 1.2";
+	case BR_ERR_BAD_CIPHER_SUITE:
+		return "TLS: no cipher suite in common with the server";
+	case BR_ERR_X509_WEAK_PUBLIC_KEY:
+		return "TLS: server key is too weak";
+	case BR_ERR_BAD_SIGNATURE:
+	case BR_ERR_X509_BAD_SIGNATURE:
+		return "TLS: bad signature in the handshake or chain";
+	case BR_ERR_OK:
+		return "TLS: connection closed by peer";
+	default:
+		if (err >= BR_ERR_SEND_FATAL_ALERT)
+			return "TLS: handshake failed (alert sent)";
+		if (err >= BR_ERR_RECV_FATAL_ALERT)
+			return "TLS: the server refused the handshake (fatal alert)";
+		if (err >= BR_ERR_X509_OK)
+			return "TLS: server certificate rejected";
+		return "TLS: protocol error";
+	}
+}
+
+/* Bytes into the store's own memory. */
+static void *trust_copy(struct trust_store *ts, const void *p, size_t n)
+{
+	void *dst;
+	if (n > TLS_ANCHOR_BYTES - ts->used)
+		return NULL;
+	dst = ts->bytes + ts->used;
+	memcpy(dst, p, n);
+	ts->used += n;
+	return dst;
+}
+
+struct dn_buf {
+	unsigned char data[1024];
+	size_t len;
+	int overflow;
+};
+
+static void dn_append(void *ctx, const void *buf, size_t len)
+{
+	struct dn_buf *d = ctx;
+	if (len > sizeof(d->data) - d->len) {
+		d->overflow = 1;
+		return;
+	}
+	memcpy(d->data + d->len, buf, len);
+	d->len += len;
+}
+
+/* A DER certificate as a trust anchor (its subject and key). 0 or -1. */
+static int trust_add_der(struct trust_store *ts, const unsigned char *der, size_t len)
+{
+	br_x509_decoder_context dc;
+	struct dn_buf dn;
+	br_x509_trust_anchor *ta;
+	const br_x509_pkey *pk;
+
+	if (ts->count >= sizeof(ts->anchors) / sizeof(ts->anchors[0]))
+		return -1;
+	dn.len = 0;
+	dn.overflow = 0;
+	br_x509_decoder_init(&dc, dn_append, &dn);
+	br_x509_decoder_push(&dc, der, len);
+	pk = br_x509_decoder_get_pkey(&dc);
+	if (!pk || dn.overflow || br_x509_decoder_last_error(&dc) != 0)
+		return -1;
+	ta = &ts->anchors[ts->count];
+	memset(ta, 0, sizeof(*ta));
+	ta->flags = br_x509_decoder_isCA(&dc) ? BR_X509_TA_CA : 0;
+	if (!(ta->dn.data = trust_copy(ts, dn.data, dn.len)))
+		return -1;
+	ta->dn.len = dn.len;
+	ta->pkey.key_type = pk->key_type;
+	if (pk->key_type == BR_KEYTYPE_RSA) {
+		ta->pkey.key.rsa.n = trust_copy(ts, pk->key.rsa.n, pk->key.rsa.nlen);
+		ta->pkey.key.rsa.nlen = pk->key.rsa.nlen;
+		ta->pkey.key.rsa.e = trust_copy(ts, pk->key.rsa.e, pk->key.rsa.elen);
+		ta->pkey.key.rsa.elen = pk->key.rsa.elen;
+		if (!ta->pkey.key.rsa.n || !ta->pkey.key.rsa.e)
+			return -1;
+	} else if (pk->key_type == BR_KEYTYPE_EC) {
+		ta->pkey.key.ec.curve = pk->key.ec.curve;
+		ta->pkey.key.ec.q = trust_copy(ts, pk->key.ec.q, pk->key.ec.qlen);
+		ta->pkey.key.ec.qlen = pk->key.ec.qlen;
+		if (!ta->pkey.key.ec.q)
+			return -1;
+	} else {
+		return -1;
+	}
+	ts->count++;
+	return 0;
+}
+
+struct der_buf {
+	unsigned char *data;                  /* TLS_CERT_MAX */
+	size_t len;
+	int overflow;
+};
+
+static void der_append(void *ctx, const void *buf, size_t len)
+{
+	struct der_buf *d = ctx;
+	if (len > TLS_CERT_MAX - d->len) {
+		d->overflow = 1;
+		return;
+	}
+	memcpy(d->data + d->len, buf, len);
+	d->len += len;
+}
+
+/* Every CERTIFICATE in a PEM text as an anchor. The number added, or -1 with err set. */
+static int trust_add_pem(struct trust_store *ts, const char *pem, size_t len,
+                         unsigned char *scratch, char *err, size_t errcap)
+{
+	br_pem_decoder_context pc;
+	struct der_buf der = { scratch, 0, 0 };
+	int added = 0, in_cert = 0;
+	size_t off = 0;
+
+	br_pem_decoder_init(&pc);
+	while (off < len) {
+		off += br_pem_decoder_push(&pc, pem + off, len - off);
+		switch (br_pem_decoder_event(&pc)) {
+		case BR_PEM_BEGIN_OBJ:
+			in_cert = !strcmp(br_pem_decoder_name(&pc), "CERTIFICATE") ||
+			          !strcmp(br_pem_decoder_name(&pc), "X509 CERTIFICATE");
+			der.len = 0;
+			der.overflow = 0;
+			br_pem_decoder_setdest(&pc, in_cert ? der_append : NULL, &der);
+			break;
+		case BR_PEM_END_OBJ:
+			if (in_cert) {
+				if (der.overflow || trust_add_der(ts, der.data, der.len) < 0) {
+					snprintf(err, errcap, "certificate %d is not usable as a trust "
+					         "anchor (malformed, too large, or too many)", added + 1);
+					return -1;
+				}
+				added++;
+			}
+			in_cert = 0;
+			break;
+		case BR_PEM_ERROR:
+			snprintf(err, errcap, "malformed PEM");
+			return -1;
+		default:
+			break;
+		}
+	}
+	if (!added)
+		snprintf(err, errcap, "no CERTIFICATE in the PEM text");
+	return added ? added : -1;
+}
+
+/* The client context: our suites and algorithms only, then the anchors. */
+static void tls_setup(struct tls_conn *tc, const struct trust_store *ts, const char *server_name)
+{
+	static const uint16_t suites[] = {
+		BR_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		BR_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		BR_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		BR_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		BR_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	};
+	/* Hashes for the handshake and for certificate signatures (SHA-1 for old chains only). */
+	static const br_hash_class *const hashes[] = {
+		&br_sha1_vtable, &br_sha224_vtable, &br_sha256_vtable, &br_sha384_vtable,
+		&br_sha512_vtable,
+	};
+	static const int hash_ids[] = { br_sha1_ID, br_sha224_ID, br_sha256_ID, br_sha384_ID,
+	                                br_sha512_ID };
+	br_ssl_client_context *sc = &tc->sc;
+	br_x509_minimal_context *xc = &tc->xc;
+
+	br_ssl_client_zero(sc);
+	br_ssl_engine_set_versions(&sc->eng, BR_TLS12, BR_TLS12);
+	br_x509_minimal_init(xc, &br_sha256_vtable, ts->anchors, ts->count);
+	br_ssl_engine_set_suites(&sc->eng, suites, sizeof(suites) / sizeof(suites[0]));
+	br_ssl_engine_set_default_rsavrfy(&sc->eng);
+	br_ssl_engine_set_default_ecdsa(&sc->eng);
+	br_x509_minimal_set_rsa(xc, br_ssl_engine_get_rsavrfy(&sc->eng));
+	br_x509_minimal_set_ecdsa(xc, br_ssl_engine_get_ec(&sc->eng),
+	                          br_ssl_engine_get_ecdsa(&sc->eng));
+	for (size_t i = 0; i < sizeof(hashes) / sizeof(hashes[0]); i++) {
+		br_ssl_engine_set_hash(&sc->eng, hash_ids[i], hashes[i]);
+		br_x509_minimal_set_hash(xc, hash_ids[i], hashes[i]);
+	}
+	br_ssl_engine_set_x509(&sc->eng, &xc->vtable);
+	br_ssl_engine_set_prf_sha256(&sc->eng, &br_tls12_sha256_prf);
+	br_ssl_engine_set_prf_sha384(&sc->eng, &br_tls12_sha384_prf);
+	br_ssl_engine_set_default_aes_gcm(&sc->eng);
+	br_ssl_engine_set_default_chapol(&sc->eng);
+	br_ssl_engine_set_buffer(&sc->eng, tc->iobuf, sizeof(tc->iobuf), 1);
+	tc->server_name = server_name;
+	tc->used_before = 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* HTTP client: one connection, one request at a time, a non-blocking state machine stepped by  */
 /* poll(). Used for the Extensions/Telemetry API and for Kinesis.                               */
 
@@ -802,6 +1064,9 @@ struct http_client {
 	size_t body_len;
 	int64_t deadline;         /* monotonic ms; 0 = none (the long-poll) */
 	int reused;               /* the request went out on a kept-alive connection */
+	struct tls_conn *tls;     /* NULL: plain HTTP */
+	int tls_failed;           /* the last failure was the TLS handshake or verification */
+	uint64_t handshakes;
 	char error[96];           /* why the last request failed */
 };
 
@@ -817,6 +1082,19 @@ static void hc_fail(struct http_client *hc, const char *why)
 	snprintf(hc->error, sizeof(hc->error), "%s", why);
 	hc_close(hc);
 	hc->state = HC_FAILED;
+}
+
+/* The TCP connection is up: start the TLS handshake (resuming the last session if any). */
+static void hc_connected(struct http_client *hc)
+{
+	hc->state = HC_SENDING;
+	if (hc->tls) {
+		if (!br_ssl_client_reset(&hc->tls->sc, hc->tls->server_name, 1)) {
+			hc_fail(hc, "TLS: could not start a handshake");
+			return;
+		}
+		hc->handshakes++;
+	}
 }
 
 /* Begin a request; head and body must stay valid until DONE or FAILED. */
@@ -835,6 +1113,7 @@ static void hc_start(struct http_client *hc, const char *head, size_t head_len, 
 	hc->body_len = 0;
 	hc->deadline = deadline;
 	hc->error[0] = 0;
+	hc->tls_failed = 0;
 	hc->reused = hc->fd >= 0;
 	if (hc->fd < 0) {
 		hc->fd = net_connect(hc->host, hc->port, &in_progress);
@@ -846,11 +1125,18 @@ static void hc_start(struct http_client *hc, const char *head, size_t head_len, 
 			return;
 		}
 	}
-	hc->state = in_progress ? HC_CONNECTING : HC_SENDING;
+	hc->state = HC_CONNECTING;
+	if (!in_progress)
+		hc_connected(hc);
 }
 
 static short hc_poll_events(const struct http_client *hc)
 {
+	if (hc->tls && (hc->state == HC_SENDING || hc->state == HC_RECEIVING)) {
+		unsigned st = br_ssl_engine_current_state(&hc->tls->sc.eng);
+		return (short)(((st & BR_SSL_SENDREC) ? POLLOUT : 0) |
+		               ((st & BR_SSL_RECVREC) ? POLLIN : 0));
+	}
 	switch (hc->state) {
 	case HC_CONNECTING:
 	case HC_SENDING:
@@ -901,6 +1187,114 @@ static int hc_response_complete(struct http_client *hc, int eof)
 	return 1;
 }
 
+/* Plain bytes of the request into the engine; 1 when all of them are in. */
+static int tls_feed_request(struct http_client *hc, br_ssl_engine_context *eng)
+{
+	size_t room;
+	unsigned char *buf = br_ssl_engine_sendapp_buf(eng, &room);
+	size_t put = 0;
+
+	for (int i = 0; i < hc->iov_count && put < room; i++) {
+		size_t n = hc->iov[i].iov_len < room - put ? hc->iov[i].iov_len : room - put;
+		memcpy(buf + put, hc->iov[i].iov_base, n);
+		hc->iov[i].iov_base = (char *)hc->iov[i].iov_base + n;
+		hc->iov[i].iov_len -= n;
+		put += n;
+	}
+	br_ssl_engine_sendapp_ack(eng, put);
+	for (int i = 0; i < hc->iov_count; i++)
+		if (hc->iov[i].iov_len)
+			return 0;
+	br_ssl_engine_flush(eng, 0);
+	return 1;
+}
+
+/* Move bytes between the socket, the engine and the request/response until nothing moves. */
+static void tls_step(struct http_client *hc)
+{
+	br_ssl_engine_context *eng = &hc->tls->sc.eng;
+
+	for (;;) {
+		unsigned st = br_ssl_engine_current_state(eng);
+		int progress = 0;
+		unsigned char *buf;
+		size_t len;
+		ssize_t n;
+
+		if (st & BR_SSL_CLOSED) {
+			int err = br_ssl_engine_last_error(eng);
+			if (err == BR_ERR_OK && hc->state == HC_RECEIVING &&
+			    hc_response_complete(hc, 1) == 1) {
+				hc_close(hc);
+				hc->state = HC_DONE;
+				return;
+			}
+			hc_fail(hc, err == BR_ERR_OK && hc->len ? "connection closed mid-response" :
+			        tls_error_text(err));
+			hc->tls_failed = err != BR_ERR_OK;
+			return;
+		}
+		if ((st & BR_SSL_SENDAPP) && hc->state == HC_SENDING) {
+			if (tls_feed_request(hc, eng)) {
+				hc->state = HC_RECEIVING;
+				memset(&hc->head, 0, sizeof(hc->head));
+			}
+			progress = 1;
+		}
+		if (st & BR_SSL_RECVAPP) {
+			int rc;
+			buf = br_ssl_engine_recvapp_buf(eng, &len);
+			if (hc->state != HC_RECEIVING || hc->len == hc->cap) {
+				hc_fail(hc, hc->state != HC_RECEIVING ? "data before the request" :
+				        "response too large");
+				return;
+			}
+			if (len > hc->cap - hc->len)
+				len = hc->cap - hc->len;
+			memcpy(hc->buf + hc->len, buf, len);
+			hc->len += len;
+			br_ssl_engine_recvapp_ack(eng, len);
+			rc = hc_response_complete(hc, 0);
+			if (rc < 0) {
+				hc_fail(hc, "malformed HTTP response");
+				return;
+			}
+			if (rc == 1) {
+				if (hc->head.close)
+					hc_close(hc);
+				hc->state = HC_DONE;
+				return;
+			}
+			progress = 1;
+		}
+		if (st & BR_SSL_SENDREC) {
+			buf = br_ssl_engine_sendrec_buf(eng, &len);
+			n = send(hc->fd, buf, len, MSG_NOSIGNAL);
+			if (n > 0) {
+				br_ssl_engine_sendrec_ack(eng, (size_t)n);
+				progress = 1;
+			} else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+				hc_fail(hc, "connection closed by peer while sending");
+				return;
+			}
+		}
+		if (st & BR_SSL_RECVREC) {
+			buf = br_ssl_engine_recvrec_buf(eng, &len);
+			n = read(hc->fd, buf, len);
+			if (n > 0) {
+				br_ssl_engine_recvrec_ack(eng, (size_t)n);
+				progress = 1;
+			} else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+				hc_fail(hc, hc->len ? "connection closed mid-response" :
+				        "connection closed before a response");
+				return;
+			}
+		}
+		if (!progress)
+			return;
+	}
+}
+
 /* Advance on poll events (revents) or a deadline. */
 static void hc_step(struct http_client *hc, short revents, int64_t now)
 {
@@ -920,9 +1314,12 @@ static void hc_step(struct http_client *hc, short revents, int64_t now)
 			hc_fail(hc, why);
 			return;
 		}
-		hc->state = HC_SENDING;
+		hc_connected(hc);
 	}
-	if (hc->state == HC_SENDING && (revents & (POLLOUT | POLLERR | POLLHUP))) {
+	if (hc->tls) {
+		if (hc->state == HC_SENDING || hc->state == HC_RECEIVING)
+			tls_step(hc);
+	} else if (hc->state == HC_SENDING && (revents & (POLLOUT | POLLERR | POLLHUP))) {
 		for (;;) {
 			ssize_t n;
 			struct iovec *iov = hc->iov;
@@ -954,7 +1351,7 @@ static void hc_step(struct http_client *hc, short revents, int64_t now)
 			}
 		}
 	}
-	if (hc->state == HC_RECEIVING && (revents & (POLLIN | POLLHUP | POLLERR))) {
+	if (!hc->tls && hc->state == HC_RECEIVING && (revents & (POLLIN | POLLHUP | POLLERR))) {
 		for (;;) {
 			ssize_t n;
 			int rc;
@@ -1215,6 +1612,7 @@ struct telkin {
 
 	/* Batcher -> signer -> Kinesis. */
 	struct http_client kin;
+	struct trust_store trust;
 	struct sigv4_signer signer;
 	char *req_body;                        /* REQUEST_BODY_MAX */
 	size_t req_body_len;
@@ -1918,17 +2316,16 @@ static int kinesis_retryable(int status, const char *type)
 	return 0;
 }
 
-/* Log an error type once per process: a broken permission must not flood the logs. */
-static void log_once(struct telkin *t, const char *type, const char *msg)
+/* 1 the first time an error kind is seen: a broken permission must not flood the logs. */
+static int first_time(struct telkin *t, const char *kind)
 {
 	size_t i;
 	for (i = 0; i < 8 && t->logged_errors[i][0]; i++)
-		if (!strcmp(t->logged_errors[i], type))
-			return;
+		if (!strcmp(t->logged_errors[i], kind))
+			return 0;
 	if (i < 8)
-		copy_str(t->logged_errors[i], sizeof(t->logged_errors[i]), type);
-	log_msg(LOG_ERROR, "PutRecords refused: %s: %s; records in such requests are dropped and "
-	        "counted", type, msg);
+		copy_str(t->logged_errors[i], sizeof(t->logged_errors[i]), kind);
+	return 1;
 }
 
 /* The records of the request: every one taken (or refused for good). */
@@ -2002,7 +2399,11 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 			         now + KINESIS_REQUEST_TIMEOUT_MS);
 			return;
 		}
-		log_msg(LOG_DEBUG, "PutRecords failed: %s; retrying", hc->error);
+		if (hc->tls_failed && first_time(t, hc->error))
+			log_msg(LOG_ERROR, "Kinesis endpoint %s: %s; nothing was sent, retrying",
+			        t->cfg.kinesis.host, hc->error);
+		else
+			log_msg(LOG_DEBUG, "PutRecords failed: %s; retrying", hc->error);
 		t->stats.putrecords_errors++;
 		t->stats.records_retried += t->inflight_count;
 		t->inflight_count = 0;
@@ -2039,7 +2440,9 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 			snprintf(type, sizeof(type), "HTTP%d", hc->head.status);
 		t->stats.putrecords_errors++;
 		if (!kinesis_retryable(hc->head.status, type)) {
-			log_once(t, type, msg);
+			if (first_time(t, type))
+				log_msg(LOG_ERROR, "PutRecords refused: %s: %s; records in such requests "
+				        "are dropped and counted", type, msg);
 			inflight_done(t, 0);
 			return;
 		}
@@ -2222,7 +2625,8 @@ static void print_summary(const struct telkin *t)
 	log_msg(LOG_INFO, "events received %llu, queued %llu, filtered %llu, truncated %llu; "
 	        "records shipped %llu (%llu bytes) in %llu PutRecords calls (%llu failed), "
 	        "retried %llu, refused %llu; dropped platform %llu function %llu extension %llu; "
-	        "batches rejected %llu; queue high-water %zu bytes; lost at exit %llu",
+	        "batches rejected %llu; queue high-water %zu bytes; connections %llu; "
+	        "lost at exit %llu",
 	        (unsigned long long)s->events_received, (unsigned long long)s->events_queued,
 	        (unsigned long long)s->events_filtered, (unsigned long long)s->events_truncated,
 	        (unsigned long long)s->records_shipped, (unsigned long long)s->bytes_shipped,
@@ -2230,7 +2634,8 @@ static void print_summary(const struct telkin *t)
 	        (unsigned long long)s->records_retried, (unsigned long long)s->records_rejected,
 	        (unsigned long long)s->dropped_records[0], (unsigned long long)s->dropped_records[1],
 	        (unsigned long long)s->dropped_records[2], (unsigned long long)s->batches_rejected,
-	        t->q.high_water, (unsigned long long)s->lost_at_exit);
+	        t->q.high_water, (unsigned long long)t->kin.handshakes,
+	        (unsigned long long)s->lost_at_exit);
 }
 
 static int drained(const struct telkin *t)
@@ -2435,8 +2840,8 @@ static void run(struct telkin *t)
 static int identity_build(struct telkin *t)
 {
 	const char *names[4] = { "function", "version", "region", "sandbox" };
-	const char *values[4] = { t->cfg.function_name, t->cfg.function_version, t->cfg.region,
-	                          t->sandbox_id };
+	const char *values[4] = { t->cfg.function_name, t->cfg.function_version,
+	                          t->cfg.function_region, t->sandbox_id };
 	char *p = t->identity, *end = t->identity + sizeof(t->identity);
 
 	for (int i = 0; i < 4; i++) {
@@ -2476,6 +2881,49 @@ static int buffers_alloc(struct telkin *t)
 		if (!t->conns[i].buf)
 			return -1;
 	}
+	return 0;
+}
+
+/* For an https endpoint: the anchors (built in, plus TELKIN_CA_FILE's) and the TLS context. */
+static int tls_init(struct telkin *t, char *err, size_t errcap)
+{
+	struct trust_store *ts = &t->trust;
+
+	if (!t->cfg.kinesis.tls)
+		return 0;
+	ts->bytes = malloc(TLS_ANCHOR_BYTES);
+	t->kin.tls = malloc(sizeof(*t->kin.tls));
+	if (!ts->bytes || !t->kin.tls) {
+		snprintf(err, errcap, "out of memory for TLS");
+		return -1;
+	}
+	memcpy(ts->anchors, BUILTIN_ANCHORS, BUILTIN_ANCHORS_NUM * sizeof(ts->anchors[0]));
+	ts->count = BUILTIN_ANCHORS_NUM;
+	if (t->cfg.ca_file) {
+		/* Read once at start; the temporary buffers go back before the loop runs. */
+		char *pem = malloc(TLS_CA_FILE_MAX + 1), why[160];
+		unsigned char *scratch = malloc(TLS_CERT_MAX);
+		FILE *f = fopen(t->cfg.ca_file, "rb");
+		size_t n = 0;
+		int rc = -1;
+		if (!pem || !scratch)
+			snprintf(why, sizeof(why), "out of memory");
+		else if (!f)
+			snprintf(why, sizeof(why), "%s", strerror(errno));
+		else if ((n = fread(pem, 1, TLS_CA_FILE_MAX + 1, f)) > TLS_CA_FILE_MAX)
+			snprintf(why, sizeof(why), "larger than %u bytes", TLS_CA_FILE_MAX);
+		else
+			rc = trust_add_pem(ts, pem, n, scratch, why, sizeof(why));
+		if (f)
+			fclose(f);
+		free(pem);
+		free(scratch);
+		if (rc < 0) {
+			snprintf(err, errcap, "TELKIN_CA_FILE=%.128s: %s", t->cfg.ca_file, why);
+			return -1;
+		}
+	}
+	tls_setup(t->kin.tls, ts, t->cfg.kinesis.host);
 	return 0;
 }
 
@@ -2543,6 +2991,10 @@ static int telkin_init(struct telkin *t, const char *argv0)
 	}
 	memcpy(t->kin.host, t->cfg.kinesis.host, sizeof(t->kin.host));
 	memcpy(t->kin.port, t->cfg.kinesis.port, sizeof(t->kin.port));
+	if (tls_init(t, err, sizeof(err))) {
+		api_report_error(t, API_INIT_ERROR, "Extension.ConfigInvalid", err);
+		return -1;
+	}
 	sigv4_init(&t->signer, t->cfg.region, "kinesis", t->cfg.access_key_id,
 	           t->cfg.secret_access_key);
 	if (listener_open(t, err, sizeof(err))) {

@@ -42,8 +42,10 @@ layer: $(LAYER_ZIPS)
 # and compares the bytes. Then checks what each zip holds.
 layer-test: layer
 	@mkdir -p $(BUILD)/layer-test && for a in $(LAYER_ARCHES); do \
-	  cp $(BUILD)/telkin-layer-$$a.zip $(BUILD)/layer-test/ && rm -f $(BUILD)/$$a/telkin; done
+	  mv $(BUILD)/telkin-layer-$$a.zip $(BUILD)/layer-test/ && rm -f $(BUILD)/$$a/telkin; done
 	@$(MAKE) --no-print-directory layer >/dev/null
+	@for a in $(LAYER_ARCHES); do test -s $(BUILD)/$$a/telkin || \
+	  { echo "FAIL $(BUILD)/$$a/telkin was not rebuilt" >&2; exit 1; }; done
 	@for a in $(LAYER_ARCHES); do \
 	  z=$(BUILD)/telkin-layer-$$a.zip; \
 	  cmp $$z $(BUILD)/layer-test/telkin-layer-$$a.zip || \
@@ -78,8 +80,8 @@ arm64-unit-test: $(BUILD)/arm64host/telkin_test
 # One end-to-end scenario of the static arm64 binary under qemu (the suite is tests/e2e.test.js;
 # it honours TELKIN_BIN and TELKIN_BIN_WRAPPER). ARM64_E2E_PATTERN picks the scenario (a regular
 # expression for node --test-name-pattern, without single quotes); at least one test must run.
-# TODO: set the default to the name of the suite's basic delivery scenario once it exists.
-ARM64_E2E_PATTERN ?= delivers
+# Default: the preflight and the basic delivery scenario (30 invokes, every event arrives).
+ARM64_E2E_PATTERN ?= ^(preflight|30 invokes)
 ARM64_E2E_LOG := $(BUILD)/arm64/e2e.log
 arm64-e2e-test: $(BUILD)/arm64/telkin | deps-arm64
 	@if [ ! -f tests/e2e.test.js ]; then \

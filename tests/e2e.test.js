@@ -16,11 +16,11 @@ const path = require('node:path');
 const fs = require('node:fs');
 const { LambdaSim } = require('./lambda_sim');
 const { Kinesalite, streamArn } = require('./kinesis');
+const { canon, describe, compare, stripAppended } = require('./compare');
 
 const BIN = path.resolve(__dirname, process.env.TELKIN_BIN || '../build/telkin');
 const WRAPPER = (process.env.TELKIN_BIN_WRAPPER || '').split(/\s+/).filter(Boolean);
 const ECHO = !!process.env.E2E_ECHO; // echo telkin's output while debugging
-const APPENDED = ['function', 'version', 'region', 'sandbox'];
 const TEST_TIMEOUT = 90000;
 
 let kin; // shared kinesalite (tests that stop it get their own)
@@ -49,21 +49,6 @@ function freePort() {
       srv.close(() => resolve(port));
     });
   });
-}
-
-// Stable key for multiset comparison: JSON with object keys sorted.
-function canon(v) {
-  if (Array.isArray(v)) return '[' + v.map(canon).join(',') + ']';
-  if (v && typeof v === 'object') {
-    return '{' + Object.keys(v).sort().map((k) => JSON.stringify(k) + ':' + canon(v[k])).join(',') + '}';
-  }
-  return JSON.stringify(v);
-}
-
-function describe(ev) {
-  const r = ev.record;
-  const tag = typeof r === 'string' ? r.slice(0, 90) : r && (r.message || r.requestId || r.name || r.phase || '');
-  return `${ev.type} ${JSON.stringify(tag)}`;
 }
 
 function tail(lines, n = 25) {
@@ -129,84 +114,6 @@ async function start(t, holder, p) {
   return ctx;
 }
 
-/**
- * Compare the stream with what the simulator emitted.
- * @returns {{expected, arrived, missing, duplicates, unexpected, dropped, sandbox}}
- */
-function compare(sim, records, { types = ['platform', 'function'], pk = 'sandbox', requireAllBeforeShutdown = true } = {}) {
-  const problems = [];
-  const fnName = sim.o.functionName;
-  const fnVersion = sim.o.functionVersion;
-  const region = sim.o.region;
-
-  // Expected: every forwarded event telkin acknowledged.
-  const forwarded = sim.emitted.filter((r) => types.includes(r.category));
-  const expected = forwarded.filter((r) => r.acked);
-  if (requireAllBeforeShutdown) {
-    // The simulator flushes everything emitted before SHUTDOWN to the listener before sending it.
-    const notDelivered = forwarded.filter((r) => !r.acked && r.state !== 'shutdown' && r.state !== 'exited');
-    if (notDelivered.length) {
-      problems.push(`${notDelivered.length} events emitted before SHUTDOWN were never acknowledged by telkin's ` +
-        `listener, e.g. ${notDelivered.slice(0, 3).map((r) => describe(r.event)).join('; ')}`);
-    }
-  }
-
-  const want = new Map();
-  for (const r of expected) {
-    const key = canon(JSON.parse(r.json));
-    const e = want.get(key) || { n: 0, ev: r.event };
-    e.n++;
-    want.set(key, e);
-  }
-  const got = new Map();
-  const dropped = [];
-  const unexpected = [];
-  const sandboxes = new Set();
-  let badShape = 0;
-  for (const rec of records) {
-    const j = rec.json;
-    if (!j || typeof j !== 'object' || Array.isArray(j)) {
-      problems.push(`record is not a JSON object: ${rec.data.slice(0, 120)}`);
-      continue;
-    }
-    const keys = Object.keys(j);
-    const last4 = keys.slice(-4).sort();
-    if (canon(last4) !== canon([...APPENDED].sort())) {
-      if (badShape++ < 3) problems.push(`record does not end with the appended members ${APPENDED}: keys ${keys}`);
-    }
-    if (j.function !== fnName) problems.push(`"function" is ${JSON.stringify(j.function)}, want ${JSON.stringify(fnName)}`);
-    if (j.version !== fnVersion) problems.push(`"version" is ${JSON.stringify(j.version)}, want ${JSON.stringify(fnVersion)}`);
-    if (j.region !== region) problems.push(`"region" is ${JSON.stringify(j.region)}, want ${JSON.stringify(region)}`);
-    if (typeof j.sandbox !== 'string' || !j.sandbox) problems.push(`"sandbox" missing or empty: ${JSON.stringify(j.sandbox)}`);
-    sandboxes.add(j.sandbox);
-    const ev = { ...j };
-    for (const k of APPENDED) delete ev[k];
-    if (pk === 'sandbox' && rec.partitionKey !== j.sandbox) {
-      problems.push(`partition key ${JSON.stringify(rec.partitionKey)} != sandbox ${JSON.stringify(j.sandbox)}`);
-    }
-    if (pk === 'request') {
-      const rid = ev.record && typeof ev.record === 'object' ? ev.record.requestId : undefined;
-      if (rid && rec.partitionKey !== rid) problems.push(`partition key ${rec.partitionKey} != requestId ${rid} (${ev.type})`);
-    }
-    if (ev.type === 'telkin.dropped') { dropped.push(ev); continue; }
-    const key = canon(ev);
-    if (!want.has(key)) { unexpected.push(ev); continue; }
-    got.set(key, (got.get(key) || 0) + 1);
-  }
-  if (sandboxes.size > 1) problems.push(`${sandboxes.size} different sandbox ids in one telkin process`);
-  const missing = [];
-  let duplicates = 0;
-  for (const [key, e] of want) {
-    const n = got.get(key) || 0;
-    if (n < e.n) missing.push(e.ev);
-    if (n > e.n) duplicates += n - e.n;
-  }
-  return {
-    expected: expected.length, arrived: records.length, missing, duplicates, unexpected, dropped, problems,
-    sandbox: [...sandboxes][0],
-  };
-}
-
 // Assert a comparison is clean (except what the caller allows), with a readable message.
 function assertClean(t, cmp, { allowMissing = 0, allowDropped = false } = {}) {
   if (cmp.duplicates) t.diagnostic(`duplicates (allowed, at-least-once): ${cmp.duplicates}`);
@@ -251,6 +158,36 @@ function postRaw(port, body, { contentType = 'application/json' } = {}) {
     req.setTimeout(5000, () => req.destroy(new Error('timeout')));
     req.on('error', (e) => resolve({ status: 0, error: e.code || e.message }));
     req.end(body);
+  });
+}
+
+// An oversized POST over a raw socket: send the headers (Content-Length announces the size), give
+// the server a moment to answer from the headers alone, then send the body. Reading the answer
+// does not depend on the server draining the body (a server that answers 413 and closes with
+// unread data makes the kernel send RST, which can destroy the answer before it is read).
+function postOversized(port, body) {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let got = '';
+    let done = false;
+    const finish = (r) => { if (!done) { done = true; clearTimeout(guard); sock.destroy(); resolve(r); } };
+    const guard = setTimeout(() => finish({ status: 0, error: 'timeout', got }), 10000);
+    const status = () => {
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(got);
+      return m ? Number(m[1]) : 0;
+    };
+    sock.on('data', (d) => {
+      got += d.toString('latin1');
+      if (status()) finish({ status: status(), early: !bodySent });
+    });
+    sock.on('error', (e) => finish({ status: status(), error: e.code || e.message, early: !bodySent }));
+    sock.on('close', () => finish({ status: status(), error: 'closed', early: !bodySent }));
+    let bodySent = false;
+    sock.on('connect', () => {
+      sock.write(`POST / HTTP/1.1\r\nHost: sandbox.localdomain\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n`);
+      setTimeout(() => { if (!done) { bodySent = true; sock.write(body); } }, 300);
+    });
   });
 }
 
@@ -302,11 +239,7 @@ e2e('30 invokes, text logs: every event arrives; each invoke is shipped before /
     if (i % 10 === 0 || i === 29) {
       // Frozen now: everything of the invoke up to runtimeDone must already be in the stream.
       const recs = await ctx.read();
-      const inStream = new Set(recs.filter((r) => r.json).map((r) => {
-        const ev = { ...r.json };
-        for (const k of APPENDED) delete ev[k];
-        return canon(ev);
-      }));
+      const inStream = new Set(recs.filter((r) => r.json).map((r) => canon(stripAppended(r.json))));
       const head = invokeHead(inv, types);
       const absent = head.filter((e) => !inStream.has(canon(JSON.parse(e.json))));
       assert.equal(absent.length, 0, `invoke ${i}: called /event/next before shipping ` +
@@ -357,15 +290,13 @@ e2e('20 000-line burst in one invoke: nothing lost, shipped before /event/next',
     env: { TELKIN_BUFFER_ITEMS: '10000', TELKIN_BUFFER_BYTES: '1048576', TELKIN_FLUSH_TIMEOUT_MS: '30000' },
   });
   const { sim } = ctx;
+  assert.deepEqual(sim.subscriptions[0].buffering, { maxItems: 10000, maxBytes: 1048576, timeoutMs: 25 },
+    'subscription buffering from TELKIN_BUFFER_ITEMS/BYTES (TIMEOUT_MS default 25)');
   await sim.invoke({ lines: 3 });
   const inv = await sim.invoke({ lines: 20000 });
   assert.ok(inv.ackedBeforeNext, `/event/next before ${inv.unackedBeforeNext.length} burst events were acknowledged`);
   const recs = await ctx.read();
-  const inStream = new Set(recs.filter((r) => r.json).map((r) => {
-    const ev = { ...r.json };
-    for (const k of APPENDED) delete ev[k];
-    return canon(ev);
-  }));
+  const inStream = new Set(recs.filter((r) => r.json).map((r) => canon(stripAppended(r.json))));
   const head = invokeHead(inv, ['platform', 'function']);
   const absent = head.filter((e) => !inStream.has(canon(JSON.parse(e.json))));
   assert.equal(absent.length, 0, `${absent.length}/${head.length} burst events not yet in the stream at /event/next`);
@@ -389,13 +320,18 @@ e2e('SHUTDOWN while telemetry is still in flight: queue shipped, exit 0 before t
   t.diagnostic(`during shutdown: ${during.length} emitted, ${during.filter((e) => e.acked).length} acknowledged by telkin`);
 });
 
-e2e('SHUTDOWN right after init (no invoke): init events arrive', {}, async (t, h) => {
-  const ctx = await start(t, h, {});
-  const sd = await ctx.sim.shutdown();
+e2e('SHUTDOWN right after init (no invoke), random partition keys: init events arrive', {}, async (t, h) => {
+  const ctx = await start(t, h, { env: { TELKIN_PARTITION_KEY: 'random' } });
+  // AWS documents SPINDOWN/TIMEOUT/FAILURE in upper case; emulators send lower case.
+  const sd = await ctx.sim.shutdown({ reason: 'SPINDOWN' });
   assertCleanShutdown(sd, ctx.sim);
-  const cmp = compare(ctx.sim, await ctx.read());
+  const recs = await ctx.read();
+  const cmp = compare(ctx.sim, recs, { pk: 'random' });
   assertClean(t, cmp);
   assert.ok(cmp.expected >= 4, 'initStart, initRuntimeDone, telemetrySubscription, initReport');
+  const pks = new Set(recs.map((r) => r.partitionKey));
+  assert.ok(pks.size > 1, `TELKIN_PARTITION_KEY=random gave ${pks.size} distinct key(s) for ${recs.length} records`);
+  assert.ok(!pks.has(cmp.sandbox), 'random partition keys are not the sandbox id');
 });
 
 e2e('kinesalite stopped (killed) and restarted mid-run: nothing lost', {}, async (t, h) => {
@@ -423,23 +359,21 @@ e2e('Kinesis down and TELKIN_QUEUE_BYTES exceeded: telkin.dropped accounts for w
   t.after(() => k.close());
   await k.start();
   const ctx = await start(t, h, {
-    kinesalite: k, env: { TELKIN_FLUSH_TIMEOUT_MS: '300', TELKIN_QUEUE_BYTES: '65536' },
+    kinesalite: k, env: { TELKIN_FLUSH_TIMEOUT_MS: '300', TELKIN_QUEUE_BYTES: String(2 << 20) },
   });
   const { sim } = ctx;
   await sim.invoke({ lines: 5 });
   await k.stop({ hard: true });
-  await sim.invoke({ lines: 3000 });
+  // ~4 MB of log lines while Kinesis is down: more than the 2 MiB queue holds.
+  const pad = 'p'.repeat(1100);
+  await sim.invoke({ lines: 3500, message: (m) => `${m} ${pad}` });
   await k.start();
   // telkin only runs during invokes: invoke (bounded) until one is fully shipped before its
   // /event/next, i.e. telkin has caught up with the backlog it kept.
   let caughtUp = false;
   for (let i = 0; i < 20 && !caughtUp; i++) {
     const inv = await sim.invoke({ lines: 1 });
-    const inStream = new Set((await ctx.read()).filter((r) => r.json).map((r) => {
-      const ev = { ...r.json };
-      for (const key of APPENDED) delete ev[key];
-      return canon(ev);
-    }));
+    const inStream = new Set((await ctx.read()).filter((r) => r.json).map((r) => canon(stripAppended(r.json))));
     caughtUp = invokeHead(inv, ['platform', 'function']).every((e) => inStream.has(canon(JSON.parse(e.json))));
   }
   assert.ok(caughtUp, 'telkin did not catch up within 20 invokes after Kinesis came back');
@@ -483,7 +417,7 @@ e2e('malformed (400) and oversized (413) telemetry POSTs; listener keeps serving
       const ev = JSON.stringify({ time: '2024-01-01T00:00:00.000Z', type: 'function', record: 'y'.repeat(1000) });
       const big = '[' + Array(Math.ceil((limit + 10000) / (ev.length + 1))).fill(ev).join(',') + ']';
       assert.ok(big.length > limit);
-      results.oversized = await postRaw(listenPort, big);
+      results.oversized = await postOversized(listenPort, big);
       results.oversizedBytes = big.length;
     },
   });

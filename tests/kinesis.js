@@ -20,6 +20,11 @@ process.on('exit', () => {
   }
 });
 
+// On a signal, exit through process.exit so that the 'exit' handler above kills the children.
+for (const [sig, n] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]]) {
+  if (!process.listenerCount(sig)) process.once(sig, () => process.exit(128 + n));
+}
+
 function withTimeout(promise, ms, what) {
   let t;
   return Promise.race([

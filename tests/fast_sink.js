@@ -1,0 +1,195 @@
+#!/usr/bin/env node
+'use strict';
+// fast_sink: a minimal Kinesis-compatible PutRecords endpoint for benchmarks (make bench).
+//
+// An HTTP/1.1 keep-alive server on 127.0.0.1 that takes Kinesis_20131202.PutRecords requests
+// (JSON 1.1 protocol), counts their records (occurrences of "PartitionKey" in the body: no JSON
+// parse, no base64 decode, no signature check) and answers a valid 200 response with one
+// {SequenceNumber, ShardId} per record (responses cached by record count). Anything else gets a
+// 400 UnknownOperationException. Unlike kinesalite it stores nothing, so it is not the bottleneck
+// (measureSink() gives its capacity; bench.js prints it).
+//
+// Module:  const { startSink, startSinkWorker, measureSink } = require('./fast_sink');
+//   startSink({port, counters})   -> {port, stats(), close()}          (in this thread)
+//   startSinkWorker({port})       -> {port, stats(), close()}          (own thread, own core;
+//                                    stats() reads shared memory, no message round trip)
+//   measureSink({port, records, requests, recordBytes}) -> {requests, records, ms, recordsPerSec}
+// CLI:     node fast_sink.js [--port N] [--measure]
+
+const http = require('node:http');
+const path = require('node:path');
+
+const CTYPE = 'application/x-amz-json-1.1';
+const TARGET = 'Kinesis_20131202.PutRecords';
+const NEEDLE = Buffer.from('"PartitionKey"');
+const SHARD = 'shardId-000000000000';
+// Counter slots (Float64, exact to 2^53): records, requests, bytes, bad requests.
+const C_RECORDS = 0, C_REQUESTS = 1, C_BYTES = 2, C_BAD = 3, C_SLOTS = 4;
+
+// The response for n records, cached: sequence numbers unique within a response.
+const responses = new Map();
+function responseFor(n) {
+  let r = responses.get(n);
+  if (!r) {
+    const base = '49650000000000000000000000000000000000000000000000';
+    const recs = [];
+    for (let i = 0; i < n; i++) {
+      const seq = base.slice(0, base.length - String(i).length) + i;
+      recs.push(`{"SequenceNumber":"${seq}","ShardId":"${SHARD}"}`);
+    }
+    r = Buffer.from(`{"FailedRecordCount":0,"Records":[${recs.join(',')}]}`);
+    if (responses.size < 1024) responses.set(n, r);
+  }
+  return r;
+}
+
+function countRecords(chunks) {
+  // Count the needle across chunk boundaries without concatenating large bodies.
+  let n = 0;
+  let carry = null;
+  for (let c of chunks) {
+    if (carry) c = Buffer.concat([carry, c]);
+    let i = c.indexOf(NEEDLE);
+    while (i !== -1) { n++; i = c.indexOf(NEEDLE, i + NEEDLE.length); }
+    carry = c.length >= NEEDLE.length ? c.subarray(c.length - NEEDLE.length + 1) : c;
+  }
+  return n;
+}
+
+/**
+ * @param {object} [o]
+ * @param {number} [o.port=0]
+ * @param {Float64Array} [o.counters]  where the counts go (shared memory from startSinkWorker)
+ */
+function startSink(o = {}) {
+  const counters = o.counters || new Float64Array(C_SLOTS);
+  const server = http.createServer({ keepAliveTimeout: 60000, noDelay: true }, (req, res) => {
+    const chunks = [];
+    let bytes = 0;
+    req.on('data', (c) => { chunks.push(c); bytes += c.length; });
+    req.on('end', () => {
+      counters[C_REQUESTS]++;
+      counters[C_BYTES] += bytes;
+      if (req.method !== 'POST' || req.headers['x-amz-target'] !== TARGET) {
+        counters[C_BAD]++;
+        const body = JSON.stringify({ __type: 'UnknownOperationException', message: 'PutRecords only' });
+        res.writeHead(400, { 'Content-Type': CTYPE, 'Content-Length': Buffer.byteLength(body) });
+        res.end(body);
+        return;
+      }
+      const n = countRecords(chunks);
+      counters[C_RECORDS] += n;
+      const body = responseFor(n);
+      res.writeHead(200, {
+        'Content-Type': CTYPE, 'Content-Length': body.length,
+        'x-amzn-RequestId': 'fast-sink',
+      });
+      res.end(body);
+    });
+  });
+  server.headersTimeout = 0;
+  server.requestTimeout = 0;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port || 0, '127.0.0.1', () => {
+      const port = server.address().port;
+      resolve({
+        port,
+        endpoint: `http://127.0.0.1:${port}`,
+        stats: () => statsOf(counters),
+        close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(() => r()); }),
+      });
+    });
+  });
+}
+
+function statsOf(c) {
+  return { records: c[C_RECORDS], requests: c[C_REQUESTS], bytes: c[C_BYTES], bad: c[C_BAD] };
+}
+
+// The sink on its own thread: the caller's event loop (a load generator, a simulator) does not
+// slow it down, and its counts are read from shared memory.
+function startSinkWorker(o = {}) {
+  const { Worker } = require('node:worker_threads');
+  const shared = new SharedArrayBuffer(C_SLOTS * 8);
+  const counters = new Float64Array(shared);
+  const worker = new Worker(__filename, { workerData: { fastSink: true, port: o.port || 0, shared } });
+  worker.unref();
+  return new Promise((resolve, reject) => {
+    worker.once('error', reject);
+    worker.once('message', (m) => {
+      resolve({
+        port: m.port,
+        endpoint: `http://127.0.0.1:${m.port}`,
+        worker,
+        stats: () => statsOf(counters),
+        close: () => worker.terminate(),
+      });
+    });
+  });
+}
+
+/**
+ * The sink's capacity as telkin uses it: one keep-alive connection, one request at a time, each
+ * a PutRecords of `records` records of `recordBytes` (base64) each.
+ */
+async function measureSink({ port, records = 500, requests = 400, recordBytes = 420 } = {}) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const rec = `{"Data":"${'A'.repeat(recordBytes)}","PartitionKey":"0123456789abcdef0123456789abcdef"}`;
+  const body = Buffer.from(`{"StreamName":"bench","Records":[${Array(records).fill(rec).join(',')}]}`);
+  const post = () => new Promise((resolve, reject) => {
+    const req = http.request({
+      host: '127.0.0.1', port, method: 'POST', path: '/', agent,
+      headers: { 'Content-Type': CTYPE, 'X-Amz-Target': TARGET, 'Content-Length': body.length },
+    }, (res) => {
+      let got = 0;
+      res.on('data', (c) => { got += c.length; });
+      res.on('end', () => (res.statusCode === 200 ? resolve(got) : reject(new Error(`HTTP ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+  for (let i = 0; i < 20; i++) await post(); // warm-up
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < requests; i++) await post();
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  agent.destroy();
+  return {
+    requests, records: requests * records, requestBytes: body.length, ms,
+    recordsPerSec: (requests * records) / (ms / 1000), msPerRequest: ms / requests,
+  };
+}
+
+// Worker entry.
+const wt = require('node:worker_threads');
+if (!wt.isMainThread && wt.workerData && wt.workerData.fastSink) {
+  const counters = new Float64Array(wt.workerData.shared);
+  startSink({ port: wt.workerData.port, counters }).then((s) => wt.parentPort.postMessage({ port: s.port }));
+}
+
+// CLI.
+if (wt.isMainThread && require.main === module) {
+  const args = process.argv.slice(2);
+  const i = args.indexOf('--port');
+  const port = i >= 0 ? Number(args[i + 1]) : 0;
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log(`usage: node ${path.basename(__filename)} [--port N] [--measure]`);
+    process.exit(0);
+  }
+  (async () => {
+    const sink = await startSinkWorker({ port });
+    if (args.includes('--measure')) {
+      const m = await measureSink({ port: sink.port });
+      console.log(JSON.stringify({ ...m, sink: sink.stats() }));
+      await sink.close();
+      return;
+    }
+    console.log(JSON.stringify({ port: sink.port, endpoint: sink.endpoint }));
+    sink.worker.ref();
+    const report = () => { console.error(JSON.stringify(sink.stats())); process.exit(0); };
+    process.on('SIGINT', report);
+    process.on('SIGTERM', report);
+  })();
+}
+
+module.exports = { startSink, startSinkWorker, measureSink, countRecords, responseFor };

@@ -1,0 +1,30 @@
+# tests/ rules, included by the top-level Makefile (which provides BUILD, deps, $(BUILD)/telkin).
+#
+#   make tests-npm   npm ci in tests/ when node_modules is missing or the lock file changed
+#   make sim-test    self-test of the Lambda simulator and the kinesalite harness (no telkin needed)
+#   make e2e-test    telkin in the Lambda simulator shipping into kinesalite, checked event by event
+#   make demo        the same, narrated: records printed, one-line summary
+#
+# TELKIN_BIN (default build/telkin) and TELKIN_BIN_WRAPPER (e.g. qemu-aarch64-static) select the
+# binary under test.
+
+TESTS_DIR       := tests
+TESTS_NPM_STAMP := $(TESTS_DIR)/node_modules/.npm-ci-stamp
+TELKIN_BIN      ?= $(abspath $(BUILD)/telkin)
+
+.PHONY: tests-npm sim-test e2e-test demo
+
+tests-npm: $(TESTS_NPM_STAMP)
+
+$(TESTS_NPM_STAMP): $(TESTS_DIR)/package.json $(TESTS_DIR)/package-lock.json
+	cd $(TESTS_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
+sim-test: tests-npm
+	cd $(TESTS_DIR) && node --test sim.test.js kinesis.test.js
+
+e2e-test: $(BUILD)/telkin tests-npm
+	cd $(TESTS_DIR) && TELKIN_BIN=$(TELKIN_BIN) node --test e2e.test.js
+
+demo: deps $(BUILD)/telkin tests-npm
+	cd $(TESTS_DIR) && TELKIN_BIN=$(TELKIN_BIN) node demo.js
