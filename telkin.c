@@ -204,6 +204,22 @@ struct endpoint {
 	char host[256];
 	char port[8];
 	char host_header[270];    /* host, or host:port when the port is not the scheme's default */
+	char path[256];           /* credentials URI only; "/" otherwise */
+};
+
+/* Credentials: the environment's, or the container provider's (refreshed before expiry). */
+#define CRED_KEY_MAX        128
+#define CRED_TOKEN_MAX      4096
+#define CRED_RESPONSE_MAX   (16u << 10)
+#define CRED_TIMEOUT_MS     2000
+#define CRED_REFRESH_EARLY_MS (5 * 60 * 1000)  /* as the AWS SDKs do */
+#define CRED_RETRY_MS       10000
+
+struct credentials {
+	char access_key_id[CRED_KEY_MAX + 1];
+	char secret_access_key[CRED_KEY_MAX + 1];
+	char session_token[CRED_TOKEN_MAX + 1];   /* "" when none */
+	int64_t expires_wall_ms;                 /* 0: never (the environment's) */
 };
 
 struct config {
@@ -213,9 +229,9 @@ struct config {
 	char function_region[64]; /* AWS_REGION: where the function runs (the record's "region") */
 	struct endpoint kinesis;
 	const char *ca_file;      /* TELKIN_CA_FILE: extra PEM trust anchors; NULL when none */
-	const char *access_key_id;
-	const char *secret_access_key;
-	const char *session_token;  /* NULL when none */
+	struct credentials creds;
+	int container_creds;      /* from AWS_CONTAINER_CREDENTIALS_FULL_URI / _RELATIVE_URI */
+	struct endpoint creds_uri;
 	char function_name[256];
 	char function_version[64];
 	unsigned listen_port;
@@ -280,8 +296,9 @@ static int copy_str(char *dst, size_t cap, const char *src)
 	return 0;
 }
 
-/* "http[s]://host[:port][/]" -> endpoint. */
-static int endpoint_parse(struct endpoint *ep, const char *url, char *err, size_t errcap)
+/* "http[s]://host[:port][/]" -> endpoint; with allow_path, any path after the host too. */
+static int endpoint_parse(struct endpoint *ep, const char *url, int allow_path, char *err,
+                          size_t errcap)
 {
 	const char *p, *host, *host_end, *port = NULL;
 	size_t host_len, port_len = 0;
@@ -317,8 +334,14 @@ static int endpoint_parse(struct endpoint *ep, const char *url, char *err, size_
 		if (port_len == 0 || port_len > 5 || atoi(port) < 1 || atoi(port) > 65535)
 			goto bad;
 	}
-	if (*p == '/')
-		p++;
+	if (allow_path && *p == '/' && strlen(p) < sizeof(ep->path) && !strpbrk(p, " \r\n")) {
+		strcpy(ep->path, p);
+		p += strlen(p);
+	} else {
+		strcpy(ep->path, "/");
+		if (*p == '/')
+			p++;
+	}
 	if (*p || host_len == 0 || host_len >= sizeof(ep->host))
 		goto bad;
 	memcpy(ep->host, host, host_len);
@@ -428,6 +451,67 @@ static int config_stream(struct config *c, const char *value, char *err, size_t 
 	return 0;
 }
 
+/*
+ * The container provider may only be reached over loopback or the link-local addresses ECS and
+ * EKS use (the AWS SDKs' rule): the token it is sent must not leave the host.
+ */
+static int creds_host_allowed(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6, ecs6;
+	if (!strcmp(host, "localhost"))
+		return 1;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127 || !strcmp(host, "169.254.170.2") ||
+		       !strcmp(host, "169.254.170.23");
+	if (inet_pton(AF_INET6, host, &a6) == 1) {
+		inet_pton(AF_INET6, "fd00:ec2::23", &ecs6);
+		return IN6_IS_ADDR_LOOPBACK(&a6) || !memcmp(&a6, &ecs6, sizeof(a6));
+	}
+	return 0;
+}
+
+/* The environment's credentials, else the container provider's address (fetched at start). */
+static int config_credentials(struct config *c, char *err, size_t errcap)
+{
+	const char *id = env_or("AWS_ACCESS_KEY_ID", NULL);
+	const char *secret = env_or("AWS_SECRET_ACCESS_KEY", NULL);
+	const char *token = env_or("AWS_SESSION_TOKEN", "");
+	const char *full = env_or("AWS_CONTAINER_CREDENTIALS_FULL_URI", NULL);
+	const char *rel = env_or("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", NULL);
+	char url[512];
+
+	if (id && secret) {
+		if (copy_str(c->creds.access_key_id, sizeof(c->creds.access_key_id), id) ||
+		    copy_str(c->creds.secret_access_key, sizeof(c->creds.secret_access_key), secret) ||
+		    copy_str(c->creds.session_token, sizeof(c->creds.session_token), token)) {
+			snprintf(err, errcap, "AWS credentials in the environment are longer than "
+			         "expected");
+			return -1;
+		}
+		return 0;
+	}
+	if (!full && !rel) {
+		snprintf(err, errcap, "no AWS credentials: set AWS_ACCESS_KEY_ID and "
+		         "AWS_SECRET_ACCESS_KEY (Lambda sets them from the function's role), or "
+		         "AWS_CONTAINER_CREDENTIALS_FULL_URI");
+		return -1;
+	}
+	if (!full) {
+		snprintf(url, sizeof(url), "http://169.254.170.2%s", rel);
+		full = url;
+	}
+	if (endpoint_parse(&c->creds_uri, full, 1, err, errcap))
+		return -1;
+	if (c->creds_uri.tls || !creds_host_allowed(c->creds_uri.host)) {
+		snprintf(err, errcap, "AWS_CONTAINER_CREDENTIALS_FULL_URI=%.128s: must be http:// to "
+		         "a loopback address or 169.254.170.2/.23", full);
+		return -1;
+	}
+	c->container_creds = 1;
+	return 0;
+}
+
 /* The whole configuration. 0, or -1 with a message for init/error. */
 static int config_load(struct config *c, char *err, size_t errcap)
 {
@@ -470,7 +554,7 @@ static int config_load(struct config *c, char *err, size_t errcap)
 	s = env_or("TELKIN_ENDPOINT", env_or("AWS_ENDPOINT_URL_KINESIS", env_or("AWS_ENDPOINT_URL",
 	           NULL)));
 	if (s) {
-		if (endpoint_parse(&c->kinesis, s, err, errcap))
+		if (endpoint_parse(&c->kinesis, s, 0, err, errcap))
 			return -1;
 	} else {
 		/* docs.aws.amazon.com/general/latest/gr/ak.html; FIPS and dual-stack per the SDKs. */
@@ -482,24 +566,13 @@ static int config_load(struct config *c, char *err, size_t errcap)
 		snprintf(url, sizeof(url), "https://kinesis%s.%s.%s", fips ? "-fips" : "", c->region,
 		         dual ? (cn ? "api.amazonwebservices.com.cn" : "api.aws") :
 		         (cn ? "amazonaws.com.cn" : "amazonaws.com"));
-		if (endpoint_parse(&c->kinesis, url, err, errcap))
+		if (endpoint_parse(&c->kinesis, url, 0, err, errcap))
 			return -1;
 	}
 	c->ca_file = env_or("TELKIN_CA_FILE", NULL);
 
-	c->access_key_id = env_or("AWS_ACCESS_KEY_ID", NULL);
-	c->secret_access_key = env_or("AWS_SECRET_ACCESS_KEY", NULL);
-	c->session_token = env_or("AWS_SESSION_TOKEN", NULL);
-	if (!c->access_key_id || !c->secret_access_key) {
-		snprintf(err, errcap, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set "
-		         "(Lambda sets them from the function's role)");
+	if (config_credentials(c, err, errcap))
 		return -1;
-	}
-	if (strlen(c->access_key_id) > 128 || strlen(c->secret_access_key) > 128 ||
-	    (c->session_token && strlen(c->session_token) > 4096)) {
-		snprintf(err, errcap, "AWS credentials in the environment are longer than expected");
-		return -1;
-	}
 
 	copy_str(c->function_name, sizeof(c->function_name),
 	         env_or("AWS_LAMBDA_FUNCTION_NAME", ""));
@@ -1573,6 +1646,7 @@ struct stats {
 	uint64_t putrecords_calls;
 	uint64_t putrecords_errors;
 	uint64_t reconnects;
+	uint64_t credential_refreshes;
 	uint64_t lost_at_exit;
 };
 
@@ -1625,6 +1699,8 @@ struct telkin {
 	unsigned attempt;                      /* consecutive failed attempts */
 	int64_t retry_at;
 	struct json_token *resp_toks;          /* KINESIS_RESPONSE_TOKENS */
+	int creds_stale;                       /* Kinesis said the token expired */
+	int64_t creds_retry_at;
 	char logged_errors[8][64];             /* error types already logged once */
 
 	struct stats stats;
@@ -2229,7 +2305,7 @@ static int kinesis_sign(struct telkin *t)
 	char amz_date[SIGV4_AMZ_DATE_LEN + 1], payload[SIGV4_HASH_HEX_LEN + 1], auth[512];
 	struct sigv4_header hs[5];
 	struct sigv4_request r;
-	const char *token = t->cfg.session_token;
+	const char *token = t->cfg.creds.session_token[0] ? t->cfg.creds.session_token : NULL;
 	size_t nh = 0;
 	int n;
 
@@ -2270,8 +2346,154 @@ static int kinesis_sign(struct telkin *t)
 /* Kinesis: send, then act on the answer. At-least-once: a record leaves the queue only when   */
 /* Kinesis has taken it (or refused it for good).                                              */
 
+/* Digits of s[0..n) as a number, or -1. */
+static int digits(const char *s, int n)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/* "2026-11-22T21:00:00Z" (what follows the seconds is ignored) -> Unix ms; -1 if malformed. */
+static int64_t iso_to_ms(const char *s)
+{
+	struct tm tm;
+
+	if (strlen(s) < 19 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+	    s[16] != ':')
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = digits(s, 4) - 1900;
+	tm.tm_mon = digits(s + 5, 2) - 1;
+	tm.tm_mday = digits(s + 8, 2);
+	tm.tm_hour = digits(s + 11, 2);
+	tm.tm_min = digits(s + 14, 2);
+	tm.tm_sec = digits(s + 17, 2);
+	if (tm.tm_year < 70 || tm.tm_mon < 0 || tm.tm_mday < 1 || tm.tm_hour < 0 || tm.tm_min < 0 ||
+	    tm.tm_sec < 0)
+		return -1;
+	return (int64_t)timegm(&tm) * 1000;
+}
+
+/*
+ * The container credentials provider (Lambda SnapStart, Managed Instances, ECS): GET the URI with
+ * the authorization token, read AccessKeyId/SecretAccessKey/Token/Expiration. Blocking, bounded
+ * by CRED_TIMEOUT_MS: the provider is local. Secrets go only into t->cfg.creds.
+ */
+static int creds_fetch(struct telkin *t, char *err, size_t errcap)
+{
+	static char resp[CRED_RESPONSE_MAX];
+	struct config *c = &t->cfg;
+	struct http_client hc;
+	struct json_token tk[64];
+	char head[1024], auth[2048] = "", expiry[40] = "";
+	const char *token_file = env_or("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", NULL);
+	int n, i, k, s, tok;
+	size_t len;
+
+	if (token_file) {
+		FILE *f = fopen(token_file, "rb");
+		size_t got = f ? fread(auth, 1, sizeof(auth) - 1, f) : 0;
+		if (f)
+			fclose(f);
+		if (!f) {
+			snprintf(err, errcap, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: %s", strerror(errno));
+			return -1;
+		}
+		auth[got] = 0;
+		while (got && (auth[got - 1] == '\n' || auth[got - 1] == '\r' || auth[got - 1] == ' '))
+			auth[--got] = 0;
+	} else {
+		copy_str(auth, sizeof(auth), env_or("AWS_CONTAINER_AUTHORIZATION_TOKEN", ""));
+	}
+	if (strpbrk(auth, "\r\n")) {
+		snprintf(err, errcap, "the container authorization token has a line break");
+		return -1;
+	}
+	n = snprintf(head, sizeof(head), "GET %s HTTP/1.1\r\nHost: %s\r\n%s%s%s"
+	             "Accept: application/json\r\nConnection: close\r\n\r\n", c->creds_uri.path,
+	             c->creds_uri.host_header, auth[0] ? "Authorization: " : "", auth,
+	             auth[0] ? "\r\n" : "");
+	memset(auth, 0, sizeof(auth));
+	if (n < 0 || (size_t)n >= sizeof(head)) {
+		snprintf(err, errcap, "credentials request too large");
+		return -1;
+	}
+	memset(&hc, 0, sizeof(hc));
+	hc.fd = -1;
+	hc.name = "credentials";
+	memcpy(hc.host, c->creds_uri.host, sizeof(hc.host));
+	memcpy(hc.port, c->creds_uri.port, sizeof(hc.port));
+	hc.buf = resp;
+	hc.cap = sizeof(resp);
+	len = (size_t)n;
+	if (hc_run(&hc, head, len, NULL, 0, CRED_TIMEOUT_MS) < 0) {
+		snprintf(err, errcap, "credentials provider %.64s: %s", c->creds_uri.host_header,
+		         hc.error);
+		memset(head, 0, sizeof(head));
+		return -1;
+	}
+	memset(head, 0, sizeof(head));
+	hc_close(&hc);
+	n = json_parse(hc.body, hc.body_len, tk, 64, JSON_MAX_DEPTH, 1, NULL);
+	if (hc.head.status != 200 || n < 0 || tk[0].type != JSON_OBJECT ||
+	    (i = json_object_get(hc.body, tk, 0, "AccessKeyId")) < 0 ||
+	    (s = json_object_get(hc.body, tk, 0, "SecretAccessKey")) < 0) {
+		snprintf(err, errcap, "credentials provider %.64s answered HTTP %d without credentials",
+		         c->creds_uri.host_header, hc.head.status);
+		memset(resp, 0, sizeof(resp));
+		return -1;
+	}
+	tok = json_object_get(hc.body, tk, 0, "Token");
+	k = json_object_get(hc.body, tk, 0, "Expiration");
+	if (json_string_copy(hc.body, &tk[i], c->creds.access_key_id,
+	                     sizeof(c->creds.access_key_id)) < 0 ||
+	    json_string_copy(hc.body, &tk[s], c->creds.secret_access_key,
+	                     sizeof(c->creds.secret_access_key)) < 0 ||
+	    (tok >= 0 && json_string_copy(hc.body, &tk[tok], c->creds.session_token,
+	                                  sizeof(c->creds.session_token)) < 0)) {
+		snprintf(err, errcap, "credentials from %.64s are malformed", c->creds_uri.host_header);
+		memset(resp, 0, sizeof(resp));
+		return -1;
+	}
+	if (tok < 0)
+		c->creds.session_token[0] = 0;
+	c->creds.expires_wall_ms = 0;
+	if (k >= 0 && json_string_copy(hc.body, &tk[k], expiry, sizeof(expiry)) >= 0)
+		c->creds.expires_wall_ms = iso_to_ms(expiry);
+	if (c->creds.expires_wall_ms < 0)
+		c->creds.expires_wall_ms = 0;
+	memset(resp, 0, sizeof(resp));
+	sigv4_set_credentials(&t->signer, c->creds.access_key_id, c->creds.secret_access_key);
+	return 0;
+}
+
+/* Refresh container credentials ahead of their expiry (and after an ExpiredToken). */
+static void creds_refresh(struct telkin *t, int64_t now)
+{
+	char err[320];
+	if (!t->cfg.container_creds || now < t->creds_retry_at ||
+	    (t->cfg.creds.expires_wall_ms &&
+	     wall_ms() < t->cfg.creds.expires_wall_ms - CRED_REFRESH_EARLY_MS) ||
+	    (!t->cfg.creds.expires_wall_ms && !t->creds_stale))
+		return;
+	if (creds_fetch(t, err, sizeof(err)) < 0) {
+		log_msg(LOG_WARN, "credentials refresh failed: %s; retrying in %d s", err,
+		        CRED_RETRY_MS / 1000);
+		t->creds_retry_at = now + CRED_RETRY_MS;
+		return;
+	}
+	t->creds_stale = 0;
+	t->stats.credential_refreshes++;
+}
+
 static void kinesis_send(struct telkin *t, int64_t now)
 {
+	creds_refresh(t, now);
 	if (!batch_build(t))
 		return;
 	if (kinesis_sign(t) < 0) {
@@ -2439,7 +2661,11 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 		if (!type[0])
 			snprintf(type, sizeof(type), "HTTP%d", hc->head.status);
 		t->stats.putrecords_errors++;
-		if (!kinesis_retryable(hc->head.status, type)) {
+		if (t->cfg.container_creds && (!strcmp(type, "ExpiredTokenException") ||
+		                               !strcmp(type, "ExpiredToken"))) {
+			t->creds_stale = 1;     /* fetch new ones, then send again */
+			t->creds_retry_at = 0;
+		} else if (!kinesis_retryable(hc->head.status, type)) {
 			if (first_time(t, type))
 				log_msg(LOG_ERROR, "PutRecords refused: %s: %s; records in such requests "
 				        "are dropped and counted", type, msg);
@@ -2995,8 +3221,12 @@ static int telkin_init(struct telkin *t, const char *argv0)
 		api_report_error(t, API_INIT_ERROR, "Extension.ConfigInvalid", err);
 		return -1;
 	}
-	sigv4_init(&t->signer, t->cfg.region, "kinesis", t->cfg.access_key_id,
-	           t->cfg.secret_access_key);
+	if (t->cfg.container_creds && creds_fetch(t, err, sizeof(err))) {
+		api_report_error(t, API_INIT_ERROR, "Extension.CredentialsFailed", err);
+		return -1;
+	}
+	sigv4_init(&t->signer, t->cfg.region, "kinesis", t->cfg.creds.access_key_id,
+	           t->cfg.creds.secret_access_key);
 	if (listener_open(t, err, sizeof(err))) {
 		api_report_error(t, API_INIT_ERROR, "Extension.ListenerFailed", err);
 		return -1;

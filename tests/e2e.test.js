@@ -334,6 +334,23 @@ e2e('SHUTDOWN right after init (no invoke), random partition keys: init events a
   assert.ok(!pks.has(cmp.sandbox), 'random partition keys are not the sandbox id');
 });
 
+e2e('frozen longer than the Kinesis keep-alive timeout: telkin reconnects, nothing lost', {}, async (t, h) => {
+  const ctx = await start(t, h, {});
+  const { sim } = ctx;
+  await sim.invoke({ lines: 5 });
+  // kinesalite (Node's http server) closes idle keep-alive connections after 5 s; a real Kinesis
+  // endpoint closes them too while a sandbox sits frozen. The idle time is the scenario itself.
+  await new Promise((r) => setTimeout(r, 5600));
+  const inv = await sim.invoke({ lines: 5 });
+  assert.ok(inv.ackedBeforeNext, 'invoke after the idle period acknowledged before /event/next');
+  const inStream = new Set((await ctx.read()).filter((r) => r.json).map((r) => canon(stripAppended(r.json))));
+  const absent = invokeHead(inv, ['platform', 'function']).filter((e) => !inStream.has(canon(JSON.parse(e.json))));
+  assert.equal(absent.length, 0, `after the idle period, /event/next came before shipping ${absent.length} events`);
+  const sd = await sim.shutdown();
+  assertCleanShutdown(sd, sim);
+  assertClean(t, compare(sim, await ctx.read()));
+});
+
 e2e('kinesalite stopped (killed) and restarted mid-run: nothing lost', {}, async (t, h) => {
   const k = new Kinesalite();
   kins.add(k);

@@ -798,8 +798,8 @@ static void test_signed_head_has_required_headers(void **state)
 {
 	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
 	(void)state;
-	sigv4_init(&t->signer, t->cfg.region, "kinesis", t->cfg.access_key_id,
-	           t->cfg.secret_access_key);
+	sigv4_init(&t->signer, t->cfg.region, "kinesis", t->cfg.creds.access_key_id,
+	           t->cfg.creds.secret_access_key);
 	tk_fill(t, 1, 4);
 	batch_build(t);
 	assert_int_equal(kinesis_sign(t), 0);
