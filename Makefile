@@ -188,6 +188,8 @@ bench: deps $(BENCH_DRIVERS) $(BENCH_EXTRA)
 -include infra/infra.mk
 -include tests/tests.mk
 -include tests/bench.mk
+-include tests/prod.mk
+-include tests/security.mk
 
 clean:
 	rm -rf $(BUILD)/x86_64/telkin $(BUILD)/arm64/telkin $(BUILD)/host/telkin_test* $(BUILD)/telkin \

@@ -826,6 +826,145 @@ static void test_identity_escapes_function_name(void **state)
 	assert_int_equal(t.identity[t.identity_len - 1], '}');
 }
 
+static void test_config_default_endpoints_fips_dualstack_china(void **state)
+{
+	static const struct { const char *region, *fips, *dual, *host; } cases[] = {
+		{ "eu-west-1", "false", "false", "kinesis.eu-west-1.amazonaws.com" },
+		{ "us-east-1", "true", "false", "kinesis-fips.us-east-1.amazonaws.com" },
+		{ "us-east-1", "false", "TRUE", "kinesis.us-east-1.api.aws" },
+		{ "us-east-1", "true", "true", "kinesis-fips.us-east-1.api.aws" },
+		{ "cn-north-1", "false", "false", "kinesis.cn-north-1.amazonaws.com.cn" },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config c;
+		char err[320];
+		tk_env_minimal();
+		unsetenv("AWS_ENDPOINT_URL_KINESIS");
+		setenv("AWS_REGION", cases[i].region, 1);
+		setenv("AWS_USE_FIPS_ENDPOINT", cases[i].fips, 1);
+		setenv("AWS_USE_DUALSTACK_ENDPOINT", cases[i].dual, 1);
+		assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+		assert_string_equal(c.kinesis.host, cases[i].host);
+		assert_int_equal(c.kinesis.tls, 1);
+		assert_string_equal(c.kinesis.port, "443");
+		assert_string_equal(c.kinesis.host_header, cases[i].host);
+	}
+	setenv("AWS_USE_FIPS_ENDPOINT", "yes", 1);
+	{
+		struct config c;
+		char err[320];
+		assert_int_equal(config_load(&c, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "AWS_USE_FIPS_ENDPOINT"));
+	}
+	unsetenv("AWS_USE_FIPS_ENDPOINT");
+	unsetenv("AWS_USE_DUALSTACK_ENDPOINT");
+}
+
+static void test_config_container_credentials_only_to_local_hosts(void **state)
+{
+	static const struct { const char *uri; int ok; } cases[] = {
+		{ "http://127.0.0.1:9000/creds", 1 }, { "http://localhost/c", 1 },
+		{ "http://169.254.170.23/v1/credentials", 1 }, { "http://[::1]:80/x", 1 },
+		{ "http://10.0.0.1/creds", 0 }, { "https://127.0.0.1/creds", 0 },
+		{ "http://example.com/creds", 0 },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config c;
+		char err[320];
+		tk_env_minimal();
+		unsetenv("AWS_ACCESS_KEY_ID");
+		unsetenv("AWS_SECRET_ACCESS_KEY");
+		setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", cases[i].uri, 1);
+		assert_int_equal(config_load(&c, err, sizeof(err)), cases[i].ok ? 0 : -1);
+		if (cases[i].ok)
+			assert_int_equal(c.container_creds, 1);
+	}
+	unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+}
+
+static void test_config_environment_credentials_win_over_container(void **state)
+{
+	struct config c;
+	char err[320];
+	(void)state;
+	tk_env_minimal();
+	setenv("AWS_SESSION_TOKEN", "tok", 1);
+	setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1/c", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.container_creds, 0);
+	assert_string_equal(c.creds.session_token, "tok");
+	unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+	unsetenv("AWS_SESSION_TOKEN");
+}
+
+static void test_iso_expiration_parsed(void **state)
+{
+	(void)state;
+	assert_int_equal(iso_to_ms("1970-01-02T00:00:01Z"), 86401000);
+	assert_int_equal(iso_to_ms("2026-11-22T21:00:00.000+00:00"), 1795381200000LL);
+	assert_int_equal(iso_to_ms("2026-11-22 21:00:00Z"), -1);
+	assert_int_equal(iso_to_ms("2026-11"), -1);
+}
+
+static void test_trust_store_loads_pem_anchors(void **state)
+{
+	static const char *const files[] = {
+		"/usr/share/ca-certificates/mozilla/Amazon_Root_CA_1.crt",
+		"/usr/share/ca-certificates/mozilla/Amazon_Root_CA_3.crt",
+	};
+	static struct trust_store ts;
+	static unsigned char bytes[TLS_ANCHOR_BYTES], scratch[TLS_CERT_MAX];
+	char pem[8192], bundle[16384], err[160];
+	size_t used = 0;
+	(void)state;
+	memset(&ts, 0, sizeof(ts));
+	ts.bytes = bytes;
+	for (size_t i = 0; i < 2; i++) {
+		FILE *f = fopen(files[i], "rb");
+		assert_non_null(f);
+		size_t n = fread(pem, 1, sizeof(pem), f);
+		fclose(f);
+		memcpy(bundle + used, pem, n);
+		used += n;
+	}
+	assert_int_equal(trust_add_pem(&ts, bundle, used, scratch, err, sizeof(err)), 2);
+	assert_int_equal(ts.count, 2);
+	assert_int_equal(ts.anchors[0].pkey.key_type, BR_KEYTYPE_RSA);
+	assert_int_equal(ts.anchors[1].pkey.key_type, BR_KEYTYPE_EC);
+	assert_true(ts.anchors[0].flags & BR_X509_TA_CA);
+	/* The compiled-in anchors are the same bytes as Debian's files. */
+	assert_int_equal(ts.anchors[0].dn.len, BUILTIN_ANCHORS[0].dn.len);
+	assert_memory_equal(ts.anchors[0].dn.data, BUILTIN_ANCHORS[0].dn.data,
+	                    BUILTIN_ANCHORS[0].dn.len);
+	assert_int_equal(BUILTIN_ANCHORS_NUM, 5);
+}
+
+static void test_trust_store_rejects_non_certificates(void **state)
+{
+	static struct trust_store ts;
+	static unsigned char bytes[TLS_ANCHOR_BYTES], scratch[TLS_CERT_MAX];
+	static const char junk[] = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+	char err[160];
+	(void)state;
+	memset(&ts, 0, sizeof(ts));
+	ts.bytes = bytes;
+	assert_int_equal(trust_add_pem(&ts, junk, sizeof(junk) - 1, scratch, err, sizeof(err)), -1);
+	assert_int_equal(trust_add_pem(&ts, "hello", 5, scratch, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "no CERTIFICATE"));
+	assert_int_equal(ts.count, 0);
+}
+
+static void test_tls_errors_have_clear_text(void **state)
+{
+	(void)state;
+	assert_non_null(strstr(tls_error_text(BR_ERR_X509_BAD_SERVER_NAME), "host name"));
+	assert_non_null(strstr(tls_error_text(BR_ERR_X509_NOT_TRUSTED), "not trusted"));
+	assert_non_null(strstr(tls_error_text(BR_ERR_X509_EXPIRED), "expired"));
+	assert_non_null(strstr(tls_error_text(BR_ERR_UNSUPPORTED_VERSION), "TLS 1.2"));
+}
+
 static const struct CMUnitTest telkin_tests[] = {
 	cmocka_unit_test(test_config_requires_stream),
 	cmocka_unit_test(test_config_defaults),
@@ -869,4 +1008,11 @@ static const struct CMUnitTest telkin_tests[] = {
 	cmocka_unit_test(test_backoff_grows_and_is_capped),
 	cmocka_unit_test(test_signed_head_has_required_headers),
 	cmocka_unit_test(test_identity_escapes_function_name),
+	cmocka_unit_test(test_config_default_endpoints_fips_dualstack_china),
+	cmocka_unit_test(test_config_container_credentials_only_to_local_hosts),
+	cmocka_unit_test(test_config_environment_credentials_win_over_container),
+	cmocka_unit_test(test_iso_expiration_parsed),
+	cmocka_unit_test(test_trust_store_loads_pem_anchors),
+	cmocka_unit_test(test_trust_store_rejects_non_certificates),
+	cmocka_unit_test(test_tls_errors_have_clear_text),
 };

@@ -1,0 +1,24 @@
+# make bench, the part beyond the C micro-benchmarks (tests/bench_*.c): cold start, peak RSS,
+# throughput and time added per invoke, measured by tests/bench.js with the Lambda simulator
+# (tests/lambda_sim.js) and a fast PutRecords sink (tests/fast_sink.js). Node built-ins only: no
+# npm install needed. Figures are printed against their targets, never asserted.
+#
+#   make bench                         everything (about a minute)
+#   cd tests && node bench.js --only cold|rss|tput|invoke [--runs N] [--events N] [--invokes N]
+
+# The floor for the cold start and memory figures: a do-nothing extension built with telkin's
+# compiler, flags and static link. It registers under its own file name, as the simulator
+# (and Lambda) require.
+BENCH_FLOOR := $(BUILD)/x86_64/floor_extension
+
+$(BENCH_FLOOR): tests/floor_extension.c
+	@mkdir -p $(@D)
+	$(CC_x86_64) $(OPT_CFLAGS) $(ARCH_CFLAGS_x86_64) $(WARN_CFLAGS) $< -o $@ $(LDFLAGS_STATIC)
+
+BENCH_EXTRA     := $(BUILD)/telkin $(BENCH_FLOOR)
+BENCH_EXTRA_RUN := cd tests && TELKIN_BIN=$(abspath $(BUILD)/telkin) \
+                   FLOOR_BIN=$(abspath $(BENCH_FLOOR)) node bench.js
+
+# The top-level bench rule names $(BENCH_EXTRA) before this file is read (prerequisites are
+# expanded at once): name them again here.
+bench: $(BENCH_EXTRA)

@@ -1,0 +1,97 @@
+# tests/ security rules, included by the top-level Makefile (-include tests/security.mk), which
+# provides BUILD, CC_<arch>, OPT_CFLAGS, ARCH_CFLAGS_<arch>, WARN_CFLAGS, LDFLAGS_STATIC,
+# TELKIN_SRCS, TELKIN_HDRS, ANCHORS, BEARSSL_INC and the BearSSL rules.
+#
+#   make hardening-test  ELF checks of build/x86_64/telkin (and build/arm64/telkin when built):
+#                        static, stripped, NX stack, W^X, RELRO, BIND_NOW/PIE, size, CET/BTI/PAC,
+#                        stack protector (tests/check_hardening.sh prints each check)
+#   make fuzz-deps       libFuzzer's runtime (Debian's libclang-rt-14-dev); quiet when installed
+#   make fuzz            every libFuzzer target for FUZZ_SECONDS each (default 60)
+#   make fuzz-smoke      the same for 10 s each (CI), after replaying tests/fuzz/regress/
+#   make fuzz-regress    replay tests/fuzz/regress/<target>/* (every input once, no fuzzing)
+#
+# Targets are tests/fuzz_<name>.c; seeds are tests/fuzz/corpus/<name>/ (read only: new inputs go
+# to build/fuzz/corpus/<name>/, crashes to build/fuzz/artifacts/<name>/).
+
+.PHONY: hardening-test fuzz-deps fuzz fuzz-smoke fuzz-regress fuzz-build
+
+# ---------------------------------------------------------------------------------------------
+# Hardening.
+
+# An unstripped twin of each binary: the same compiler, flags and inputs as $(BUILD)/%/telkin but
+# no -s, so the stack protector's references can be counted. The check compares the twins' .text
+# with the shipped binaries' byte for byte, so a twin that drifts from the real recipe fails.
+$(BUILD)/%/telkin.unstripped: $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/%/libbearssl.a $(ANCHORS) \
+                              | $(BUILD)/%/telkin
+	$(CC_$*) $(OPT_CFLAGS) $(ARCH_CFLAGS_$*) $(WARN_CFLAGS) $(call BEARSSL_INC,$*) -I$(BUILD) \
+	  $(TELKIN_SRCS) -o $@ $(filter-out -s,$(LDFLAGS_STATIC)) $(BUILD)/$*/libbearssl.a
+
+# arm64 is checked when it has been built (make arm64); x86_64 always.
+HARDENING_ARCHES := x86_64 $(if $(wildcard $(BUILD)/arm64/telkin),arm64)
+# PIE is required once the Makefile links a static PIE (-static-pie in LDFLAGS_STATIC).
+HARDENING_EXPECT_PIE ?= $(if $(filter -static-pie,$(LDFLAGS_STATIC)),1,auto)
+
+hardening-test: $(foreach a,$(HARDENING_ARCHES),$(BUILD)/$(a)/telkin $(BUILD)/$(a)/telkin.unstripped)
+	@SIZE_LIMIT=$(or $(SIZE_LIMIT),307200) EXPECT_PIE=$(HARDENING_EXPECT_PIE) \
+	  sh tests/check_hardening.sh $(BUILD)
+
+# ---------------------------------------------------------------------------------------------
+# Fuzzing: clang 14 with libFuzzer, ASan and UBSan; telkin.c is included with -DTELKIN_TEST by
+# the targets that need its static functions; BearSSL is the host (gcc-built) library.
+
+FUZZ_SECONDS  ?= 60
+FUZZ_TARGETS  := $(patsubst tests/fuzz_%.c,%,$(wildcard tests/fuzz_*.c))
+FUZZ_DIR      := $(BUILD)/fuzz
+FUZZ_BINS     := $(addprefix $(FUZZ_DIR)/fuzz_,$(FUZZ_TARGETS))
+FUZZ_CC       := clang
+FUZZ_CFLAGS   := -std=c11 -g -O1 -D_DEFAULT_SOURCE -DTELKIN_TEST -I. -I$(BUILD) \
+                 $(call BEARSSL_INC,host) -fsanitize=fuzzer,address,undefined \
+                 -fno-sanitize-recover=all -fno-omit-frame-pointer -Wall -Wextra \
+                 -Wno-unused-function -Wno-unused-parameter
+# Per-target input bound: big enough for a Telemetry API batch of realistic events.
+FUZZ_MAX_LEN  ?= 65536
+# libFuzzer's own run options; leaks are checked (telkin allocates once, at start).
+FUZZ_RUN_OPTS ?= -max_len=$(FUZZ_MAX_LEN) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+
+# Debian packages libFuzzer with compiler-rt; installs it when missing (as root), else quiet.
+fuzz-deps:
+	@dpkg-query -W -f='$${db:Status-Status}\n' libclang-rt-14-dev 2>/dev/null | grep -qx installed || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing package: libclang-rt-14-dev (run make fuzz-deps as root)" >&2; exit 1; fi; \
+	  echo "installing: libclang-rt-14-dev"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    libclang-rt-14-dev >/dev/null; }
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz_%.c tests/fuzz_telkin.h $(TELKIN_SRCS) $(TELKIN_HDRS) \
+                    $(BUILD)/host/libbearssl.a $(ANCHORS) | fuzz-deps
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< json_min.c sigv4.c -o $@ $(BUILD)/host/libbearssl.a
+
+fuzz-build: $(FUZZ_BINS)
+
+# Every input ever kept in tests/fuzz/regress/<target>/ runs once: a crash that was fixed stays
+# fixed. (The same inputs are cmocka tests in tests/unit_regress.c.)
+fuzz-regress: $(FUZZ_BINS)
+	@for t in $(FUZZ_TARGETS); do \
+	  set -- tests/fuzz/regress/$$t/*; [ -e "$$1" ] || continue; \
+	  echo "== fuzz_$$t: replaying $$# regression input(s)"; \
+	  $(FUZZ_DIR)/fuzz_$$t -runs=1 "$$@" > $(FUZZ_DIR)/regress-$$t.log 2>&1 || \
+	    { cat $(FUZZ_DIR)/regress-$$t.log; echo "fuzz_$$t: a regression input fails" >&2; exit 1; }; \
+	done
+
+# Run each target for FUZZ_SECONDS; new corpus entries stay in build/, crashes fail the run.
+fuzz: $(FUZZ_BINS)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/artifacts/$$t; \
+	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_DIR)/fuzz_$$t $(FUZZ_RUN_OPTS) -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t/ \
+	    $(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t > $(FUZZ_DIR)/$$t.log 2>&1; rc=$$?; \
+	  grep -E '^#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss_mb' $(FUZZ_DIR)/$$t.log | \
+	    sed 's/^/   /'; \
+	  if [ $$rc != 0 ]; then tail -60 $(FUZZ_DIR)/$$t.log; \
+	    echo "fuzz_$$t FAILED (exit $$rc): reproducer in $(FUZZ_DIR)/artifacts/$$t/" >&2; exit 1; fi; \
+	done; echo "fuzz: $(words $(FUZZ_TARGETS)) targets, no crash"
+
+fuzz-smoke:
+	$(MAKE) --no-print-directory fuzz-regress
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
