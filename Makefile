@@ -108,7 +108,7 @@ $(BUILD)/%/telkin: $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/%/libbearssl.a $(ANCHO
 $(BUILD)/x86_64/libbearssl.a $(BUILD)/x86_64/telkin: | deps
 
 $(BUILD)/telkin: $(BUILD)/x86_64/telkin
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 	@file -b $@ | grep -q 'statically linked' || { echo "$@ is not static" >&2; exit 1; }
 
 arm64: $(BUILD)/arm64/telkin
@@ -163,12 +163,17 @@ clang-check: $(BUILD)/host/libbearssl.a $(ANCHORS)
 	  $(call BEARSSL_INC,host) -I$(BUILD) -fsyntax-only $(TELKIN_SRCS)
 	clang $(TEST_CFLAGS) -fsyntax-only telkin_test.c
 
-test: deps
-	$(MAKE) all
-	$(MAKE) clang-check
-	$(MAKE) unit-test
-	$(MAKE) asan-test
-	@echo "all test stages passed"
+# Every stage runs, even after a failure, so that one run shows everything that is wrong.
+TEST_STAGES := all arm64 clang-check unit-test asan-test sim-test e2e-test layer-test arm64-test \
+               infra-test
+test: deps deps-arm64
+	@passed=0; failed=0; failures=""; for stage in $(TEST_STAGES); do \
+	  echo "=== make $$stage"; \
+	  if $(MAKE) --no-print-directory $$stage; then passed=$$((passed+1)); \
+	  else failed=$$((failed+1)); failures="$$failures $$stage"; fi; \
+	done; \
+	echo "=== test stages:$${failures:+ failed:$$failures}"; \
+	echo "stages: $$passed passed, $$failed failed"; test $$failed -eq 0
 
 # ---------------------------------------------------------------------------------------------
 

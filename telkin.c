@@ -78,6 +78,7 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
 #define LISTEN_BODY_SLACK          (64u << 10)
 #define LISTEN_MAX_CONNS           4               /* Lambda uses one; room for a retry */
 #define LISTEN_SLOW_REQUEST_MS     10000           /* a started request must finish within this */
+#define LISTEN_DRAIN_MS            1000            /* after an error reply, read and discard */
 #define LISTEN_MAX_EVENTS          TELEMETRY_ITEMS_MAX /* events per batch, the API's maxItems cap */
 #define EVENT_MAX_TOKENS           512             /* tokens for one event, emit depth 2 */
 #define JSON_MAX_DEPTH             128             /* deeper documents are rejected */
@@ -1628,6 +1629,7 @@ struct listen_conn {
 	int64_t request_started;  /* first byte of the current request; 0 between requests */
 	int64_t last_used;        /* eviction order when every slot is taken */
 	int continue_sent;
+	int draining;             /* replied and half-closed: discard input until EOF or timeout */
 };
 
 struct stats {
@@ -2006,6 +2008,20 @@ static void listener_close(struct listen_conn *c)
 	c->len = 0;
 	c->request_started = 0;
 	c->continue_sent = 0;
+	c->draining = 0;
+}
+
+/*
+ * Close after an error reply without losing the reply: closing with unread input makes the
+ * kernel send a reset, which can destroy the reply before the client reads it. So half-close,
+ * then read and discard what the client still sends, for LISTEN_DRAIN_MS at most.
+ */
+static void listener_drain(struct listen_conn *c)
+{
+	shutdown(c->fd, SHUT_WR);
+	c->draining = 1;
+	c->len = 0;
+	c->request_started = now_ms();
 }
 
 /* Responses are small: one non-blocking send; a peer that cannot take them is dropped. */
@@ -2032,10 +2048,12 @@ static int listener_respond(struct listen_conn *c, int status, const char *reaso
 	             close_after ? "Connection: close\r\n" : "");
 	if (blen)
 		memcpy(resp + n, body, blen);
-	if (send(c->fd, resp, (size_t)n + blen, MSG_NOSIGNAL) != (ssize_t)((size_t)n + blen))
-		close_after = 1;
-	if (close_after)
+	if (send(c->fd, resp, (size_t)n + blen, MSG_NOSIGNAL) != (ssize_t)((size_t)n + blen)) {
 		listener_close(c);
+		return -1;
+	}
+	if (close_after)
+		listener_drain(c);
 	return close_after ? -1 : 0;
 }
 
@@ -2146,6 +2164,17 @@ static void listener_read(struct telkin *t, struct listen_conn *c)
 {
 	size_t cap = LISTEN_HEAD_MAX + t->body_limit;
 
+	while (c->draining) {
+		ssize_t n = read(c->fd, c->buf, cap);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			listener_close(c);
+			return;
+		}
+	}
 	for (;;) {
 		ssize_t n;
 		if (c->len == cap) {
@@ -2208,7 +2237,9 @@ static void listener_expire(struct telkin *t, int64_t now)
 {
 	for (int i = 0; i < LISTEN_MAX_CONNS; i++) {
 		struct listen_conn *c = &t->conns[i];
-		if (c->fd >= 0 && c->request_started &&
+		if (c->fd >= 0 && c->draining && now - c->request_started >= LISTEN_DRAIN_MS) {
+			listener_close(c);
+		} else if (c->fd >= 0 && !c->draining && c->request_started &&
 		    now - c->request_started >= LISTEN_SLOW_REQUEST_MS) {
 			listener_reject(t, c, 408, "Request Timeout", "request not completed in time", 1);
 		}
@@ -2992,7 +3023,8 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 	}
 	for (int i = 0; i < LISTEN_MAX_CONNS; i++)
 		if (t->conns[i].fd >= 0 && t->conns[i].request_started)
-			SOONER(t->conns[i].request_started + LISTEN_SLOW_REQUEST_MS);
+			SOONER(t->conns[i].request_started + (t->conns[i].draining ? LISTEN_DRAIN_MS :
+			                                      LISTEN_SLOW_REQUEST_MS));
 #undef SOONER
 	if (next == INT64_MAX)
 		return -1;
