@@ -2596,6 +2596,7 @@ static void inflight_done(struct telkin *t, int shipped)
 	}
 	t->inflight_count = 0;
 	queue_pop_done(&t->q);
+	report_drops(t);
 }
 
 /* A 200 PutRecords answer: mark what Kinesis took, keep what failed for a retry. */
@@ -2631,6 +2632,7 @@ static int kinesis_on_success(struct telkin *t, int64_t now)
 	}
 	t->inflight_count = 0;
 	queue_pop_done(&t->q);
+	report_drops(t);
 	if (failed)
 		kinesis_backoff(t, now);
 	else
@@ -2895,6 +2897,13 @@ static void print_summary(const struct telkin *t)
 	        (unsigned long long)s->lost_at_exit);
 }
 
+/* Telemetry silence that ends SHUTDOWN early: two buffering periods and some slack. */
+static int64_t shutdown_quiet_ms(const struct telkin *t)
+{
+	int64_t quiet = 2 * (int64_t)t->cfg.buffer_timeout_ms + 50;
+	return quiet < SHUTDOWN_QUIET_MIN_MS ? SHUTDOWN_QUIET_MIN_MS : quiet;
+}
+
 static int drained(const struct telkin *t)
 {
 	return t->q.count == 0 && !t->request_out;
@@ -2990,14 +2999,11 @@ static void lifecycle_step(struct telkin *t, int64_t now)
 			api_next(t);
 		}
 		break;
-	case PHASE_SHUTDOWN: {
-		int64_t quiet = 2 * (int64_t)t->cfg.buffer_timeout_ms + 50;
-		if (quiet < SHUTDOWN_QUIET_MIN_MS)
-			quiet = SHUTDOWN_QUIET_MIN_MS;
-		if ((drained(t) && now - t->last_telemetry >= quiet) || now >= t->shutdown_deadline)
+	case PHASE_SHUTDOWN:
+		if ((drained(t) && now - t->last_telemetry >= shutdown_quiet_ms(t)) ||
+		    now >= t->shutdown_deadline)
 			finish(t);
 		break;
-	}
 	case PHASE_WAIT_EVENT:
 		break;
 	}
@@ -3019,7 +3025,7 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 		SOONER(t->flush_deadline);
 	if (t->phase == PHASE_SHUTDOWN) {
 		SOONER(t->shutdown_deadline);
-		SOONER(t->last_telemetry + SHUTDOWN_QUIET_MIN_MS);
+		SOONER(t->last_telemetry + shutdown_quiet_ms(t));
 	}
 	for (int i = 0; i < LISTEN_MAX_CONNS; i++)
 		if (t->conns[i].fd >= 0 && t->conns[i].request_started)
@@ -3084,9 +3090,13 @@ static void run(struct telkin *t)
 		}
 		if (api_i >= 0 || t->api.state != HC_IDLE) {
 			hc_step(&t->api, api_i >= 0 ? pfd[api_i].revents : 0, now);
-			if (t->phase == PHASE_WAIT_EVENT &&
-			    (t->api.state == HC_DONE || t->api.state == HC_FAILED))
+			if (t->phase == PHASE_WAIT_EVENT && t->api.state == HC_FAILED &&
+			    t->api.reused && t->api.len == 0) {
+				api_next(t); /* the kept-alive connection was closed: once more, anew */
+			} else if (t->phase == PHASE_WAIT_EVENT &&
+			           (t->api.state == HC_DONE || t->api.state == HC_FAILED)) {
 				api_on_event(t);
+			}
 		}
 	}
 }

@@ -153,19 +153,40 @@ function hostsWrapper() {
   } catch { return null; }
 }
 
+// Cold starts, interleaved; also the three legs of each (the simulator's clock): spawn ->
+// register read, register -> subscribe read, subscribe -> /event/next read.
 async function coldRuns(sink, runs, wrapper = []) {
-  const res = { telkin: [], floor: [] };
-  const one = async (which) => {
+  const res = { telkin: [], floor: [], legs: { telkin: [[], [], []], floor: [[], [], []] } };
+  let failures = 0;
+  const one = async (which, keep) => {
     const bin = which === 'telkin' ? TELKIN : FLOOR;
-    const sim = await newSim(bin, telkinEnv(sink, await freePort()), { wrapper });
-    const ms = sim.coldStartMs;
+    const sim = new LambdaSim({ bin, env: telkinEnv(sink, await freePort()), wrapper, initTimeoutMs: 5000 });
+    const hr = {};
+    sim.once('register', () => { hr.reg = process.hrtime.bigint(); });
+    sim.once('subscribe', () => { hr.sub = process.hrtime.bigint(); });
+    sim.once('next', () => { hr.next = process.hrtime.bigint(); });
+    try {
+      await sim.start();
+      await sim.waitInit();
+    } catch (e) {
+      await sim.close();
+      if (++failures > 3) throw e;
+      console.log(`   (a ${which} run failed, not counted: ${e.message}; ${sim.stderrLines.slice(-2).join(' | ')})`);
+      return one(which, keep);
+    }
     await sim.close();
-    return ms;
+    if (keep) {
+      res[which].push(sim.coldStartMs);
+      const l = res.legs[which];
+      l[0].push(hrMs(sim.timings.spawnHr, hr.reg));
+      l[1].push(hrMs(hr.reg, hr.sub));
+      l[2].push(hrMs(hr.sub, hr.next));
+    }
   };
-  for (let i = 0; i < 3; i++) { await one('telkin'); await one('floor'); }
+  for (let i = 0; i < 3; i++) { await one('telkin', false); await one('floor', false); }
   for (let i = 0; i < runs; i++) {
     const order = i % 2 ? ['floor', 'telkin'] : ['telkin', 'floor'];
-    for (const w of order) res[w].push(await one(w));
+    for (const w of order) await one(w, true);
   }
   return res;
 }
@@ -184,7 +205,7 @@ async function benchCold(sink, a) {
       const w = hostsWrapper();
       if (w) {
         const h = await coldRuns(sink, Math.max(10, a.runs >> 1), w);
-        gapHosts = { t: med(h.telkin), f: med(h.floor) };
+        gapHosts = { t: med(h.telkin), f: med(h.floor), h };
       }
     }
   } finally {
@@ -195,6 +216,9 @@ async function benchCold(sink, a) {
     console.log(`   ${w.padEnd(6)} median ${f(med(res[w]))} ms  p10 ${f(pct(res[w], 0.1))}  p90 ${f(pct(res[w], 0.9))}` +
       `  min ${f(Math.min(...res[w]))}  max ${f(Math.max(...res[w]))}${slow ? `  (${slow} runs over 100 ms)` : ''}`);
   }
+  const legs = (w, r = res) => r.legs[w].map((l) => f(med(l))).join(' / ');
+  console.log(`   legs, medians (spawn->register / register->subscribe / subscribe->next): telkin ${legs('telkin')} ms,` +
+    ` floor ${legs('floor')} ms`);
   const ratio = med(res.telkin) / med(res.floor);
   const gap = med(res.telkin) - med(res.floor);
   console.log(`   ratio of medians ${f(ratio)}x, gap ${f(gap)} ms (the simulator's spawn and its answers are in both)`);
@@ -203,7 +227,8 @@ async function benchCold(sink, a) {
       ' (musl: a UDP query, 2.5 s more when a packet is lost); the floor binds 127.0.0.1 without a lookup');
     if (gapHosts) {
       console.log(`   with sandbox.localdomain in /etc/hosts (private mount namespace; the unshare/sh/mount wrapper` +
-        ` is in both): telkin ${f(gapHosts.t)} ms, floor ${f(gapHosts.f)} ms, gap ${f(gapHosts.t - gapHosts.f)} ms`);
+        ` is in both): telkin ${f(gapHosts.t)} ms, floor ${f(gapHosts.f)} ms, gap ${f(gapHosts.t - gapHosts.f)} ms;` +
+        ` legs telkin ${legs('telkin', gapHosts.h)}, floor ${legs('floor', gapHosts.h)}`);
     }
   }
   row('cold start telkin, median (p10/p90)', `${f(med(res.telkin))} ms (${f(pct(res.telkin, 0.1))}/${f(pct(res.telkin, 0.9))})`,
@@ -342,7 +367,9 @@ async function benchTput(sink, a) {
   const s = summaryOf(sim);
   const r = result;
   console.log(`   sent ${r.sent} (${r.rejected} POSTs refused), delivered to the sink ${r.delivered} in ${f(r.wall, 0)} ms ` +
-    `(all accepted after ${f(r.acceptMs, 0)} ms): ${f(r.rate, 0)} events/s; telkin CPU ${f(r.cpu * 100, 0)}% of one core`);
+    `(all accepted after ${f(r.acceptMs, 0)} ms): ${f(r.rate, 0)} events/s; telkin CPU ${f(r.cpu * 100, 0)}% of one core` +
+    ` (${f(r.rate / r.cpu / 1000, 0)} k events per telkin CPU-second: below 100% the load generator and sink, sharing` +
+    ' the other CPUs, are the limit)');
   console.log(`   telkin: received ${s.received}, shipped ${s.shipped} in ${s.calls} PutRecords ` +
     `(${f(s.shipped / s.calls, 0)}/call), dropped ${s.dropped}, queue high-water ${s.highWater} B, lost at exit ${s.lost}, ` +
     `VmHWM ${hwm} kB`);
@@ -416,13 +443,16 @@ async function main() {
   console.log(`telkin bench: ${TELKIN} (${fs.statSync(TELKIN).size} B), floor ${FLOOR} (${fs.statSync(FLOOR).size} B); ` +
     `node ${process.version}; ${cpu}`);
 
+  // Cold start first: node's fork() costs more as its heap grows (measured: 1.5 ms -> 3.5 ms per
+  // spawn after the sink measurement), and that constant would dilute the telkin/floor ratio.
+  if (a.only.includes('cold')) await benchCold(sink, a);
+
   const m = await measureSink({ port: sink.port });
   console.log(`\n-- fast sink alone: ${m.requests} PutRecords of 500 records (${m.requestBytes} B) on one connection, one at a time: ` +
     `${f(m.recordsPerSec / 1000, 0)} k records/s, ${f(m.msPerRequest, 3)} ms/request`);
   row('fast sink capacity (1 conn, 500-record requests)', `${f(m.recordsPerSec / 1000, 0)} k records/s`, '>> 100 k/s',
     m.recordsPerSec >= 300000, 'node tests/fast_sink.js --measure');
 
-  if (a.only.includes('cold')) await benchCold(sink, a);
   if (a.only.includes('rss')) await benchRss(sink);
   if (a.only.includes('tput')) await benchTput(sink, a);
   if (a.only.includes('invoke')) await benchInvoke(sink, a);

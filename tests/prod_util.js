@@ -1,0 +1,230 @@
+'use strict';
+// Shared helpers of the production-path suites (tls, faults, creds, kinesis_local):
+// a test PKI made with the openssl CLI, telkin in the Lambda simulator against any endpoint,
+// telkin's exit summary parsed, a Kinesis JSON client over HTTPS with a given CA.
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const net = require('node:net');
+const https = require('node:https');
+const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
+const { LambdaSim } = require('./lambda_sim');
+const { KinesisClient } = require('./kinesis');
+const { describe } = require('./compare');
+
+const BIN = path.resolve(__dirname, process.env.TELKIN_BIN || '../build/telkin');
+const WRAPPER = (process.env.TELKIN_BIN_WRAPPER || '').split(/\s+/).filter(Boolean);
+const ECHO = !!process.env.E2E_ECHO;
+
+const AKID = 'AKIDPRODTEST0000';
+const SECRET = 'prodTestSecret/K7MDENG/bPxRfiCYEXAMPLEKEY';
+
+function tmpDir(prefix) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function openssl(args, cwd) {
+  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/**
+ * A throw-away PKI in a temporary directory:
+ *   ca          the test CA (CA:TRUE), ca.pem is what telkin gets as TELKIN_CA_FILE
+ *   good        RSA 2048 leaf for DNS:localhost, signed by the CA
+ *   goodEc      P-256 leaf for DNS:localhost, signed by the CA
+ *   expired     leaf for DNS:localhost whose notAfter is in the past
+ *   wrongHost   leaf for DNS:kinesis.example.com only
+ *   unknownCa   leaf for DNS:localhost signed by another CA that telkin does not know
+ * Each leaf is {key, cert} (PEM strings); cert holds the leaf only.
+ */
+function makePki() {
+  const dir = tmpDir('telkin-pki-');
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'];
+  const mkCa = (name, cn) => openssl(['req', '-x509', ...ec, '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`,
+    '-days', '3', '-subj', `/CN=${cn}`, '-addext', 'basicConstraints=critical,CA:TRUE',
+    '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
+  mkCa('ca', 'telkin test CA');
+  mkCa('other-ca', 'some other CA');
+  const leaf = (name, { rsa = false, dns = 'localhost', days = '2', ca = 'ca' } = {}) => {
+    const key = rsa ? ['-newkey', 'rsa:2048'] : ec;
+    openssl(['req', '-new', ...key, '-nodes', '-keyout', `${name}.key`, '-subj', `/CN=${dns}`, '-out', `${name}.csr`], dir);
+    fs.writeFileSync(path.join(dir, `${name}.ext`),
+      `subjectAltName=DNS:${dns}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n` +
+      'keyUsage=critical,digitalSignature,keyEncipherment\n');
+    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-set_serial',
+      String(Math.floor(Math.random() * 1e9)), '-days', days, '-extfile', `${name}.ext`, '-out', `${name}.pem`], dir);
+    return { key: fs.readFileSync(path.join(dir, `${name}.key`), 'utf8'), cert: fs.readFileSync(path.join(dir, `${name}.pem`), 'utf8') };
+  };
+  return {
+    dir,
+    caFile: path.join(dir, 'ca.pem'),
+    caPem: fs.readFileSync(path.join(dir, 'ca.pem'), 'utf8'),
+    good: leaf('good', { rsa: true }),
+    goodEc: leaf('good-ec'),
+    // -days -1: notAfter is a day before notBefore, i.e. in the past.
+    expired: leaf('expired', { days: '-1' }),
+    wrongHost: leaf('wrong-host', { dns: 'kinesis.example.com' }),
+    unknownCa: leaf('unknown-ca', { ca: 'other-ca' }),
+  };
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function tail(lines, n = 25) { return lines.slice(-n).join('\n'); }
+
+/**
+ * telkin in the simulator with the given environment. Registers cleanup with t.after().
+ * env: null deletes a variable (e.g. AWS_ACCESS_KEY_ID: null).
+ */
+async function startSim(t, { env = {}, sim = {}, waitInit = true } = {}) {
+  const port = await freePort();
+  const full = {
+    AWS_ACCESS_KEY_ID: AKID,
+    AWS_SECRET_ACCESS_KEY: SECRET,
+    TELKIN_LISTEN_PORT: String(port),
+    ...env,
+  };
+  for (const k of Object.keys(full)) if (full[k] === null) delete full[k];
+  const s = new LambdaSim({ bin: BIN, wrapper: WRAPPER, env: full, echo: ECHO, functionName: 'telkin-prod', ...sim });
+  t.after(() => s.close());
+  await s.start();
+  if (waitInit) {
+    await s.waitInit().catch((e) => {
+      throw new Error(`telkin did not finish init: ${e.message}\n--- stderr ---\n${tail(s.stderrLines)}`);
+    });
+  }
+  return s;
+}
+
+// telkin's exit summary line as numbers (print_summary in telkin.c).
+function parseSummary(lines) {
+  const line = lines.find((l) => l.includes('events received') && l.includes('records shipped'));
+  if (!line) return null;
+  const num = (re) => { const m = line.match(re); return m ? Number(m[1]) : undefined; };
+  return {
+    line,
+    received: num(/events received (\d+)/),
+    queued: num(/queued (\d+)/),
+    shipped: num(/records shipped (\d+)/),
+    calls: num(/in (\d+) PutRecords calls/),
+    failedCalls: num(/\((\d+) failed\)/),
+    retried: num(/retried (\d+)/),
+    refused: num(/refused (\d+)/),
+    connections: num(/connections (\d+)/),
+    lostAtExit: num(/lost at exit (\d+)/),
+  };
+}
+
+// On failure, append telkin's output and the simulator's summary to the assertion message.
+function withDiagnostics(body) {
+  return async (t) => {
+    const holder = {};
+    try {
+      await body(t, holder);
+    } catch (e) {
+      const sim = holder.sim;
+      if (sim) {
+        e.message += `\n--- telkin stderr (tail) ---\n${tail(sim.stderrLines, 30)}` +
+          `\n--- simulator ---\n${JSON.stringify(sim.summary())}`;
+      }
+      if (holder.stub) {
+        e.message += `\n--- stub requests ---\n${holder.stub.requests.map((r) =>
+          `#${r.n} conn ${r.conn} records ${r.records} action ${JSON.stringify(r.action)} status ${r.status} stored ${r.stored}`).join('\n')}`;
+      }
+      throw e;
+    }
+  };
+}
+
+function assertShutdown(sd, sim) {
+  assert.ok(!sd.overrun, `telkin did not exit before the SHUTDOWN deadline (killed after ${sd.shutdownToExitMs} ms)`);
+  assert.equal(sd.code, 0, `telkin exit code after SHUTDOWN: ${sd.code} (signal ${sd.signal})`);
+  assert.ok(sd.shutdownToExitMs < sim.o.shutdownDeadlineMs, `exit ${sd.shutdownToExitMs} ms after SHUTDOWN`);
+}
+
+// The comparison is clean: nothing missing, nothing altered, no telkin.dropped.
+function assertClean(t, cmp, { allowMissing = 0 } = {}) {
+  const msgs = [...new Set(cmp.problems)].slice(0, 10);
+  if (cmp.unexpected.length) {
+    msgs.push(`${cmp.unexpected.length} records match no emitted event, e.g. ${JSON.stringify(cmp.unexpected[0]).slice(0, 300)}`);
+  }
+  if (cmp.missing.length > allowMissing) {
+    msgs.push(`${cmp.missing.length} of ${cmp.expected} expected events missing, e.g.\n  ` +
+      cmp.missing.slice(0, 5).map(describe).join('\n  '));
+  }
+  if (cmp.dropped.length) msgs.push(`unexpected telkin.dropped records: ${JSON.stringify(cmp.dropped.map((d) => d.record))}`);
+  t.diagnostic(`expected ${cmp.expected}, records ${cmp.arrived}, missing ${cmp.missing.length}, duplicates ${cmp.duplicates}`);
+  assert.ok(msgs.length === 0, msgs.join('\n'));
+}
+
+// Every invoke ended (telkin called /event/next) within the flush budget after runtimeDone.
+function assertFreezeBudget(sim, budgetMs, slackMs = 400) {
+  for (const inv of sim.invokes) {
+    if (!inv.extensionNextAt || !inv.runtimeDoneAt) continue;
+    const held = inv.extensionNextAt - inv.runtimeDoneAt;
+    assert.ok(held <= budgetMs + slackMs,
+      `invoke ${inv.index}: /event/next came ${held} ms after runtimeDone (budget ${budgetMs} ms)`);
+  }
+}
+
+/** KinesisClient over HTTPS with our CA (kinesis.js's client speaks plain HTTP only). */
+class TlsKinesisClient extends KinesisClient {
+  constructor(endpoint, region, ca) {
+    super(endpoint, region);
+    this.agent = new https.Agent({ keepAlive: true, maxSockets: 4, ca });
+  }
+
+  call(op, body, { timeoutMs = 10000 } = {}) {
+    const payload = Buffer.from(JSON.stringify(body));
+    const amzDate = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+    const headers = {
+      'Content-Type': 'application/x-amz-json-1.1',
+      'X-Amz-Target': `Kinesis_20131202.${op}`,
+      'X-Amz-Date': amzDate,
+      Authorization: `AWS4-HMAC-SHA256 Credential=AKID/${amzDate.slice(0, 8)}/${this.region}/kinesis/aws4_request, ` +
+        'SignedHeaders=host;x-amz-date, Signature=abcd',
+      'Content-Length': payload.length,
+    };
+    return new Promise((resolve, reject) => {
+      const req = https.request({
+        host: this.endpoint.hostname, port: this.endpoint.port, method: 'POST', path: '/', headers, agent: this.agent,
+      }, (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json = null;
+          try { json = text ? JSON.parse(text) : {}; } catch { json = { message: text }; }
+          if (res.statusCode === 200) resolve(json);
+          else reject(new Error(`Kinesis ${op} ${res.statusCode}: ${text.slice(0, 200)}`));
+        });
+      });
+      req.setTimeout(timeoutMs, () => req.destroy(new Error(`Kinesis ${op}: timeout`)));
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+
+  close() { this.agent.destroy(); }
+}
+
+// Everything telkin wrote, stdout and stderr.
+function allOutput(sim) { return [...sim.stdoutLines, ...sim.stderrLines].join('\n'); }
+
+module.exports = {
+  BIN, AKID, SECRET, makePki, freePort, tail, startSim, parseSummary, withDiagnostics, assertShutdown,
+  assertClean, assertFreezeBudget, TlsKinesisClient, allOutput, tmpDir,
+};
