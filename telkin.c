@@ -108,6 +108,8 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
                                     KINESIS_MAX_RECORDS * (RECORD_FRAMING_BYTES + 4) + \
                                     KINESIS_MAX_STREAM_NAME + KINESIS_MAX_STREAM_ARN + 128)
 
+/* Events in one request: 500 records, several events each with TELKIN_RECORD=ndjson. */
+#define INFLIGHT_MAX_ENTRIES       16384
 #define SANDBOX_ID_LEN             32              /* hex of 128 random bits */
 #define REQUEST_ID_MAX             128
 #define IDENTITY_MAX               1024            /* the members appended to every record */
@@ -199,6 +201,20 @@ static void random_hex(char *out, size_t hex_len)
 
 enum event_class { CLASS_PLATFORM = 1, CLASS_FUNCTION = 2, CLASS_EXTENSION = 4 };
 enum pk_mode { PK_SANDBOX, PK_REQUEST, PK_RANDOM };
+enum flush_mode { FLUSH_END, FLUSH_PERIODIC, FLUSH_AUTO };
+enum record_mode { RECORD_EVENT, RECORD_NDJSON };
+
+#define TYPES_MAX_NAMES         16         /* platform event names in TELKIN_TYPES */
+#define TYPE_NAME_MAX           48
+#define RECORD_MAX_DEFAULT      25600      /* 25 KiB: one Kinesis PUT payload unit */
+#define AUTO_FREQUENT_MS        2000       /* auto: invocations this close -> periodic */
+#define AUTO_RARE_MS            10000      /* auto: this far apart -> back to end */
+#define AUTO_PERIOD_MS          1000       /* auto: the period while periodic */
+#define METRICS_INTERVAL_MS     60000      /* EMF line at most once a minute (and at exit) */
+
+/* JSON log levels, lowest first (Lambda's advanced logging controls, plus common aliases). */
+static const char *const LOG_LEVELS[] = { "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL" };
+#define LOG_LEVEL_COUNT 6
 
 struct endpoint {
 	int tls;                  /* https */
@@ -240,6 +256,14 @@ struct config {
 	unsigned buffer_bytes;
 	unsigned buffer_timeout_ms;
 	unsigned types;           /* enum event_class bits forwarded */
+	char platform_names[TYPES_MAX_NAMES][TYPE_NAME_MAX]; /* platform.* events forwarded by name */
+	unsigned n_platform_names;
+	int min_level;            /* JSON function logs below this LOG_LEVELS index dropped; -1 */
+	enum flush_mode flush_mode;
+	unsigned flush_period_ms; /* periodic:<ms> */
+	enum record_mode record_mode;
+	size_t record_max_bytes;  /* ndjson: data + partition key per record */
+	int metrics;              /* TELKIN_METRICS: EMF lines on stdout */
 	size_t queue_bytes;
 	enum pk_mode pk_mode;
 	unsigned flush_timeout_ms;
@@ -363,41 +387,85 @@ bad:
 	return -1;
 }
 
-/* "platform,function" -> bits. */
-static int config_types(const char *value, unsigned *out, char *err, size_t errcap)
+/* A platform event name: "platform." and letters. */
+static int platform_name_ok(const char *p, size_t n)
 {
-	unsigned bits = 0;
+	if (n <= 9 || n >= TYPE_NAME_MAX || strncmp(p, "platform.", 9) != 0)
+		return 0;
+	for (size_t i = 9; i < n; i++)
+		if (!isalpha((unsigned char)p[i]))
+			return 0;
+	return 1;
+}
+
+/* "platform,function", or names of platform events: "platform.report,function". */
+static int config_types(struct config *c, const char *value, char *err, size_t errcap)
+{
 	const char *p = value;
 
+	c->types = 0;
+	c->n_platform_names = 0;
 	while (*p) {
-		const char *e = strchr(p, ',');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
+		size_t n = strcspn(p, ",");
+		const char *next = p + n + (p[n] == ',');
 		while (n && *p == ' ') { p++; n--; }
 		while (n && p[n - 1] == ' ') n--;
-		if (n == 8 && strncmp(p, "platform", 8) == 0)
-			bits |= CLASS_PLATFORM;
-		else if (n == 8 && strncmp(p, "function", 8) == 0)
-			bits |= CLASS_FUNCTION;
-		else if (n == 9 && strncmp(p, "extension", 9) == 0)
-			bits |= CLASS_EXTENSION;
-		else {
+		if (n == 8 && strncmp(p, "platform", 8) == 0) {
+			c->types |= CLASS_PLATFORM;
+		} else if (n == 8 && strncmp(p, "function", 8) == 0) {
+			c->types |= CLASS_FUNCTION;
+		} else if (n == 9 && strncmp(p, "extension", 9) == 0) {
+			c->types |= CLASS_EXTENSION;
+		} else if (platform_name_ok(p, n) && c->n_platform_names < TYPES_MAX_NAMES) {
+			memcpy(c->platform_names[c->n_platform_names], p, n);
+			c->platform_names[c->n_platform_names++][n] = 0;
+		} else {
 			snprintf(err, errcap, "TELKIN_TYPES=%.64s: expected a list of platform, function, "
-			         "extension", value);
+			         "extension or platform event names (platform.report, at most %d)", value,
+			         TYPES_MAX_NAMES);
 			return -1;
 		}
-		p += n;
-		while (*p == ' ')
-			p++;
-		if (*p == ',')
-			p++;
+		p = next;
 	}
-	if (!bits) {
+	if (!c->types && !c->n_platform_names) {
 		snprintf(err, errcap, "TELKIN_TYPES is empty: name at least one of platform, "
 		         "function, extension");
 		return -1;
 	}
-	*out = bits;
 	return 0;
+}
+
+/* TELKIN_FLUSH: end, periodic:<ms>, auto. */
+static int config_flush(struct config *c, const char *v, char *err, size_t errcap)
+{
+	unsigned long long ms;
+	c->flush_period_ms = AUTO_PERIOD_MS;
+	if (!strcmp(v, "end")) {
+		c->flush_mode = FLUSH_END;
+	} else if (!strcmp(v, "auto")) {
+		c->flush_mode = FLUSH_AUTO;
+	} else if (!strncmp(v, "periodic:", 9) &&
+	           config_uint("TELKIN_FLUSH periodic", v + 9, 10, 3600000, &ms, err, errcap) == 0) {
+		c->flush_mode = FLUSH_PERIODIC;
+		c->flush_period_ms = (unsigned)ms;
+	} else {
+		snprintf(err, errcap, "TELKIN_FLUSH=%.32s: expected end, periodic:<ms> (10 to "
+		         "3600000) or auto", v);
+		return -1;
+	}
+	return 0;
+}
+
+static int level_index(const char *s, size_t n)
+{
+	for (int i = 0; i < LOG_LEVEL_COUNT; i++)
+		if (strlen(LOG_LEVELS[i]) == n && !strncasecmp(s, LOG_LEVELS[i], n))
+			return i;
+	if (n == 7 && !strncasecmp(s, "WARNING", 7))
+		return 3;
+	if (n == 8 && !strncasecmp(s, "CRITICAL", 8))
+		return 5;
+	return -1;
 }
 
 /*
@@ -596,8 +664,34 @@ static int config_load(struct config *c, char *err, size_t errcap)
 	                TELEMETRY_TIMEOUT_MIN, TELEMETRY_TIMEOUT_MAX, &v, err, errcap))
 		return -1;
 	c->buffer_timeout_ms = (unsigned)v;
-	if (config_types(env_or("TELKIN_TYPES", "platform,function"), &c->types, err, errcap))
+	if (config_types(c, env_or("TELKIN_TYPES", "platform,function"), err, errcap))
 		return -1;
+	s = env_or("TELKIN_MIN_LEVEL", NULL);
+	c->min_level = s ? level_index(s, strlen(s)) : -1;
+	if (s && c->min_level < 0) {
+		snprintf(err, errcap, "TELKIN_MIN_LEVEL=%.32s: expected TRACE, DEBUG, INFO, WARN, "
+		         "ERROR or FATAL", s);
+		return -1;
+	}
+	if (config_flush(c, env_or("TELKIN_FLUSH", "auto"), err, errcap))
+		return -1;
+	s = env_or("TELKIN_RECORD", "event");
+	if (!strcmp(s, "event")) c->record_mode = RECORD_EVENT;
+	else if (!strcmp(s, "ndjson")) c->record_mode = RECORD_NDJSON;
+	else {
+		snprintf(err, errcap, "TELKIN_RECORD=%.32s: expected event or ndjson", s);
+		return -1;
+	}
+	if (config_uint("TELKIN_RECORD_MAX_BYTES", env_or("TELKIN_RECORD_MAX_BYTES", "25600"), 1024,
+	                KINESIS_MAX_RECORD_BYTES, &v, err, errcap))
+		return -1;
+	c->record_max_bytes = (size_t)v;
+	s = env_or("TELKIN_METRICS", "1");
+	if (strcmp(s, "0") && strcmp(s, "1")) {
+		snprintf(err, errcap, "TELKIN_METRICS=%.32s: expected 1 (on) or 0 (off)", s);
+		return -1;
+	}
+	c->metrics = s[0] == '1';
 	if (config_uint("TELKIN_QUEUE_BYTES", env_or("TELKIN_QUEUE_BYTES", "8388608"),
 	                QUEUE_MIN_BYTES, QUEUE_MAX_BYTES, &v, err, errcap))
 		return -1;
@@ -1498,6 +1592,8 @@ struct queue_entry {
 	uint16_t pk_len;
 	uint8_t state;            /* enum entry_state */
 	uint8_t kind;             /* enum event_class, for drop accounting */
+	uint32_t queued_at;       /* monotonic ms (low 32 bits): the age periodic shipping uses */
+	uint32_t reserved;
 };
 
 struct queue {
@@ -1507,6 +1603,7 @@ struct queue {
 	size_t tail;              /* where the next entry goes */
 	size_t count;             /* entries */
 	size_t high_water;        /* most bytes ever used */
+	size_t window_high_water; /* most bytes used since the last metrics line */
 };
 
 #define QUEUE_ALIGN(n) (((n) + 7) & ~(size_t)7)
@@ -1590,6 +1687,8 @@ static struct queue_entry *queue_push(struct queue *q, size_t pk_len, size_t dat
 	e->pk_len = (uint16_t)pk_len;
 	e->state = ENTRY_PENDING;
 	e->kind = (uint8_t)kind;
+	e->queued_at = (uint32_t)now_ms();
+	e->reserved = 0;
 	if (!q->count)
 		q->head = at;
 	q->tail = at + need;
@@ -1599,6 +1698,8 @@ static struct queue_entry *queue_push(struct queue *q, size_t pk_len, size_t dat
 	used = queue_used(q);
 	if (used > q->high_water)
 		q->high_water = used;
+	if (used > q->window_high_water)
+		q->window_high_water = used;
 	return e;
 }
 
@@ -1641,10 +1742,11 @@ struct stats {
 	uint64_t dropped_bytes[3];
 	uint64_t batches_received;
 	uint64_t batches_rejected;    /* malformed or oversized POSTs */
-	uint64_t records_shipped;
+	uint64_t events_shipped;
 	uint64_t bytes_shipped;
-	uint64_t records_retried;
-	uint64_t records_rejected;    /* non-retryable Kinesis errors */
+	uint64_t kinesis_records;     /* records Kinesis took (events, or ndjson packs) */
+	uint64_t events_retried;
+	uint64_t events_rejected;     /* non-retryable Kinesis errors */
 	uint64_t putrecords_calls;
 	uint64_t putrecords_errors;
 	uint64_t reconnects;
@@ -1694,14 +1796,27 @@ struct telkin {
 	size_t req_body_len;
 	char req_head[CLIENT_HEAD_MAX];
 	size_t req_head_len;
-	size_t inflight[KINESIS_MAX_RECORDS];  /* queue offsets of the records in the request */
-	size_t inflight_count;
+	size_t inflight_count;                 /* Kinesis records in the request */
+	size_t inflight_end[KINESIS_MAX_RECORDS];  /* record i ends before this entry index */
+	size_t *inflight_entries;              /* queue offsets of the request's events */
 	int request_out;                       /* a PutRecords is in flight */
 	int resent;                            /* the current request was resent on a new connection */
 	unsigned attempt;                      /* consecutive failed attempts */
 	int64_t retry_at;
 	struct json_token *resp_toks;          /* KINESIS_RESPONSE_TOKENS */
 	int creds_stale;                       /* Kinesis said the token expired */
+	int64_t request_sent_at;               /* for the PutRecords latency */
+
+	/* Shipping strategy (TELKIN_FLUSH=auto resolves to end or periodic by invocation rate). */
+	enum flush_mode auto_mode;
+	int64_t last_invoke_at;
+	int64_t invoke_gap_ewma;
+
+	/* Self-metrics (CloudWatch EMF on stdout). */
+	struct stats metrics_base;             /* counters at the last line */
+	uint32_t latency_hist[16];             /* PutRecords round trips: bucket b holds < 2^b ms */
+	int64_t metrics_at;
+	uint64_t metrics_handshakes;
 	int64_t creds_retry_at;
 	char logged_errors[8][64];             /* error types already logged once */
 
@@ -1873,11 +1988,31 @@ static void queue_truncated(struct telkin *t, const char *ev, size_t len,
 	        class_name(kind), len);
 }
 
+/* TELKIN_TYPES (classes, or platform events by name) and TELKIN_MIN_LEVEL for JSON logs. */
+static int event_forwarded(const struct config *c, const char *ev, const struct json_token *type,
+                           const struct json_token *level, unsigned kind)
+{
+	if (kind == CLASS_PLATFORM && !(c->types & CLASS_PLATFORM)) {
+		for (unsigned i = 0; type && i < c->n_platform_names; i++)
+			if (json_string_eq(ev, type, c->platform_names[i]))
+				return 1;
+		return 0;
+	}
+	if (!(kind & c->types))
+		return 0;
+	if (kind == CLASS_FUNCTION && c->min_level >= 0 && level) {
+		int l = level_index(ev + level->start, level->end - level->start);
+		if (l >= 0 && l < c->min_level)
+			return 0;
+	}
+	return 1;
+}
+
 /* One event object (ev[0..len), already validated) into the queue, or counted as dropped. */
 static void ingest_event(struct telkin *t, const char *ev, size_t len)
 {
 	struct json_token *tk = t->event_toks;
-	const struct json_token *type = NULL, *time = NULL, *rid = NULL;
+	const struct json_token *type = NULL, *time = NULL, *rid = NULL, *level = NULL;
 	char pk_buf[SANDBOX_ID_LEN + 1];
 	const char *pk = t->sandbox_id;
 	size_t pk_len = SANDBOX_ID_LEN, data_len, body_end;
@@ -1900,6 +2035,9 @@ static void ingest_event(struct telkin *t, const char *ev, size_t len)
 			i = json_object_get(ev, tk, rec, "requestId");
 			if (i >= 0 && tk[i].type == JSON_STRING && !(tk[i].flags & JSON_ESCAPED))
 				rid = &tk[i];
+			i = json_object_get(ev, tk, rec, "level");
+			if (i >= 0 && tk[i].type == JSON_STRING)
+				level = &tk[i];
 		}
 	}
 	kind = event_class(ev, type);
@@ -1911,7 +2049,7 @@ static void ingest_event(struct telkin *t, const char *ev, size_t len)
 		memcpy(t->runtime_done_id, ev + rid->start, rid->end - rid->start);
 		t->runtime_done_id[rid->end - rid->start] = 0;
 	}
-	if (!(kind & t->cfg.types)) {
+	if (!event_forwarded(&t->cfg, ev, type, level, kind)) {
 		t->stats.events_filtered++;
 		return;
 	}
@@ -2290,11 +2428,61 @@ static char *append(char *p, const char *s, size_t n)
 
 #define APPEND_LIT(p, lit) append((p), (lit), sizeof(lit) - 1)
 
-/* Records pending from the head of the queue into t->req_body; their offsets into inflight. */
+/* Base64 over several pieces (an ndjson record's events): up to 2 bytes wait for the next. */
+struct b64_stream {
+	uint8_t carry[2];
+	size_t n;
+};
+
+static char *b64_put(struct b64_stream *b, char *out, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	size_t full;
+
+	if (!len)
+		return out;
+	while (b->n && len) {
+		uint8_t g[3];
+		if (b->n + len < 3) {
+			memcpy(b->carry + b->n, p, len);
+			b->n += len;
+			return out;
+		}
+		memcpy(g, b->carry, b->n);
+		memcpy(g + b->n, p, 3 - b->n);
+		p += 3 - b->n;
+		len -= 3 - b->n;
+		b->n = 0;
+		out += base64_encode(out, 4, g, 3);
+	}
+	full = len / 3 * 3;
+	out += base64_encode(out, BASE64_ENCODED_LEN(full), p, full);
+	memcpy(b->carry, p + full, len - full);
+	b->n = len - full;
+	return out;
+}
+
+static char *b64_end(struct b64_stream *b, char *out)
+{
+	out += base64_encode(out, 4, b->carry, b->n);
+	b->n = 0;
+	return out;
+}
+
+/*
+ * Pending records from the head of the queue into one PutRecords body: at most 500 Kinesis
+ * records and 5 MiB of data and keys. With TELKIN_RECORD=ndjson, consecutive events with the
+ * same partition key share a record, newline-separated, up to TELKIN_RECORD_MAX_BYTES.
+ * Kinesis record i carries the queue entries inflight_entries[inflight_end[i-1]..end[i]).
+ * Returns the number of Kinesis records.
+ */
 static size_t batch_build(struct telkin *t)
 {
 	char *p = t->req_body;
-	size_t bytes = 0, off;
+	size_t bytes = 0, rec_bytes = 0, off, n = 0;
+	struct queue_entry *open = NULL; /* the record being packed (ndjson) */
+	struct b64_stream b64 = { { 0, 0 }, 0 };
+	int pack = t->cfg.record_mode == RECORD_NDJSON;
 
 	t->inflight_count = 0;
 	p = APPEND_LIT(p, "{\"StreamName\":\"");
@@ -2309,21 +2497,51 @@ static size_t batch_build(struct telkin *t)
 		size_t size = (size_t)e->data_len + e->pk_len;
 		if (e->state != ENTRY_PENDING)
 			continue;
-		if (t->inflight_count == KINESIS_MAX_RECORDS || bytes + size > KINESIS_MAX_REQUEST_BYTES)
+		if (n == INFLIGHT_MAX_ENTRIES)
 			break;
-		if (t->inflight_count)
-			*p++ = ',';
-		p = APPEND_LIT(p, "{\"Data\":\"");
-		p += base64_encode(p, BASE64_ENCODED_LEN(e->data_len), entry_data(e), e->data_len);
+		if (pack && open && open->pk_len == e->pk_len &&
+		    !memcmp(entry_pk(open), entry_pk(e), e->pk_len) &&
+		    rec_bytes + 1 + e->data_len <= t->cfg.record_max_bytes &&
+		    bytes + 1 + e->data_len <= KINESIS_MAX_REQUEST_BYTES) {
+			p = b64_put(&b64, p, "\n", 1);
+			p = b64_put(&b64, p, entry_data(e), e->data_len);
+			rec_bytes += 1 + e->data_len;
+			bytes += 1 + e->data_len;
+		} else {
+			if (t->inflight_count == KINESIS_MAX_RECORDS ||
+			    bytes + size > KINESIS_MAX_REQUEST_BYTES)
+				break;
+			if (open) { /* close the previous record */
+				p = b64_end(&b64, p);
+				p = APPEND_LIT(p, "\",\"PartitionKey\":\"");
+				p = append(p, entry_pk(open), open->pk_len);
+				p = APPEND_LIT(p, "\"},");
+			}
+			p = APPEND_LIT(p, "{\"Data\":\"");
+			p = b64_put(&b64, p, entry_data(e), e->data_len);
+			open = e;
+			rec_bytes = size;
+			bytes += size;
+			t->inflight_count++;
+		}
+		t->inflight_entries[n++] = off;
+		t->inflight_end[t->inflight_count - 1] = n;
+	}
+	if (open) {
+		p = b64_end(&b64, p);
 		p = APPEND_LIT(p, "\",\"PartitionKey\":\"");
-		p = append(p, entry_pk(e), e->pk_len);
+		p = append(p, entry_pk(open), open->pk_len);
 		p = APPEND_LIT(p, "\"}");
-		bytes += size;
-		t->inflight[t->inflight_count++] = off;
 	}
 	p = APPEND_LIT(p, "]}");
 	t->req_body_len = (size_t)(p - t->req_body);
 	return t->inflight_count;
+}
+
+/* The queue entries of Kinesis record i of the request. */
+static size_t inflight_first(const struct telkin *t, size_t i)
+{
+	return i ? t->inflight_end[i - 1] : 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -2533,10 +2751,56 @@ static void kinesis_send(struct telkin *t, int64_t now)
 		return;
 	}
 	t->stats.putrecords_calls++;
+	t->request_sent_at = now;
 	t->request_out = 1;
 	t->resent = 0;
 	hc_start(&t->kin, t->req_head, t->req_head_len, t->req_body, t->req_body_len,
 	         now + KINESIS_REQUEST_TIMEOUT_MS);
+}
+
+/* TELKIN_FLUSH as it applies now: auto follows the invocation rate. */
+static enum flush_mode flush_effective(const struct telkin *t)
+{
+	return t->cfg.flush_mode == FLUSH_AUTO ? t->auto_mode : t->cfg.flush_mode;
+}
+
+/* When the oldest queued event becomes a period old (periodic shipping). */
+static int64_t oldest_due_at(const struct telkin *t, int64_t now)
+{
+	const struct queue_entry *e = queue_at(&t->q, t->q.head);
+	int64_t age = (int64_t)(uint32_t)((uint32_t)now - e->queued_at);
+	return now - age + t->cfg.flush_period_ms;
+}
+
+/*
+ * Is a PutRecords due? end: as soon as events wait (they must all be out before the freeze
+ * anyway, and sending while the function runs hides the round trips). periodic: when the oldest
+ * event is a period old or a full request waits, and always while flushing for SHUTDOWN.
+ */
+static int ship_due(const struct telkin *t, int64_t now)
+{
+	if (t->request_out || !t->q.count || now < t->retry_at)
+		return 0;
+	if (flush_effective(t) != FLUSH_PERIODIC || t->phase == PHASE_FLUSH ||
+	    t->phase == PHASE_SHUTDOWN)
+		return 1;
+	return now >= oldest_due_at(t, now) || t->q.count >= KINESIS_MAX_RECORDS ||
+	       queue_used(&t->q) >= KINESIS_MAX_REQUEST_BYTES;
+}
+
+/* auto: periodic while invocations come often, end when they thin out (hysteresis). */
+static void flush_auto_update(struct telkin *t, int64_t now)
+{
+	if (t->last_invoke_at) {
+		int64_t gap = now - t->last_invoke_at;
+		t->invoke_gap_ewma = t->invoke_gap_ewma ? (3 * t->invoke_gap_ewma + gap) / 4 : gap;
+		if (t->auto_mode == FLUSH_END && t->invoke_gap_ewma <= AUTO_FREQUENT_MS)
+			t->auto_mode = FLUSH_PERIODIC;
+		else if (t->auto_mode == FLUSH_PERIODIC &&
+		         (t->invoke_gap_ewma > AUTO_RARE_MS || gap > AUTO_RARE_MS))
+			t->auto_mode = FLUSH_END;
+	}
+	t->last_invoke_at = now;
 }
 
 /* Wait before the next attempt: exponential backoff with full jitter. */
@@ -2581,22 +2845,33 @@ static int first_time(struct telkin *t, const char *kind)
 	return 1;
 }
 
-/* The records of the request: every one taken (or refused for good). */
+/* Every event of the request: taken (shipped) or refused for good. */
 static void inflight_done(struct telkin *t, int shipped)
 {
-	for (size_t i = 0; i < t->inflight_count; i++) {
-		struct queue_entry *e = queue_at(&t->q, t->inflight[i]);
+	size_t n = t->inflight_count ? t->inflight_end[t->inflight_count - 1] : 0;
+	for (size_t i = 0; i < n; i++) {
+		struct queue_entry *e = queue_at(&t->q, t->inflight_entries[i]);
 		if (shipped) {
-			t->stats.records_shipped++;
+			t->stats.events_shipped++;
 			t->stats.bytes_shipped += e->data_len;
 		} else {
-			t->stats.records_rejected++;
+			t->stats.events_rejected++;
 		}
 		e->state = ENTRY_DONE;
 	}
+	if (shipped)
+		t->stats.kinesis_records += t->inflight_count;
 	t->inflight_count = 0;
 	queue_pop_done(&t->q);
 	report_drops(t);
+}
+
+/* Every event of the request stays queued for another attempt. */
+static void inflight_retry(struct telkin *t, int64_t now)
+{
+	t->stats.events_retried += t->inflight_count ? t->inflight_end[t->inflight_count - 1] : 0;
+	t->inflight_count = 0;
+	kinesis_backoff(t, now);
 }
 
 /* A 200 PutRecords answer: mark what Kinesis took, keep what failed for a retry. */
@@ -2604,7 +2879,8 @@ static int kinesis_on_success(struct telkin *t, int64_t now)
 {
 	struct json_token *tk = t->resp_toks;
 	const char *js = t->kin.body;
-	int n, recs, failed = 0, i, k = 0;
+	int n, recs, failed = 0, i;
+	size_t k = 0;
 
 	n = json_parse(js, t->kin.body_len, tk, KINESIS_RESPONSE_TOKENS, JSON_MAX_DEPTH, 3, NULL);
 	if (n < 0 || tk[0].type != JSON_OBJECT)
@@ -2612,9 +2888,9 @@ static int kinesis_on_success(struct telkin *t, int64_t now)
 	recs = json_object_get(js, tk, 0, "Records");
 	if (recs < 0 || tk[recs].type != JSON_ARRAY || tk[recs].size != t->inflight_count)
 		return -1;
-	for (i = recs + 1; k < (int)t->inflight_count; i = (int)tk[i].next, k++) {
-		struct queue_entry *e = queue_at(&t->q, t->inflight[k]);
+	for (i = recs + 1; k < t->inflight_count; i = (int)tk[i].next, k++) {
 		int code = tk[i].type == JSON_OBJECT ? json_object_get(js, tk, i, "ErrorCode") : -1;
+		size_t first = inflight_first(t, k), end = t->inflight_end[k];
 		if (code >= 0 && tk[code].type == JSON_STRING) {
 			char type[64] = "", msg[160] = "";
 			int m = json_object_get(js, tk, i, "ErrorMessage");
@@ -2623,12 +2899,16 @@ static int kinesis_on_success(struct telkin *t, int64_t now)
 				json_string_copy(js, &tk[m], msg, sizeof(msg));
 			log_msg(LOG_DEBUG, "record failed: %s: %s", type, msg);
 			failed++;
-			t->stats.records_retried++;
-			continue; /* stays pending */
+			t->stats.events_retried += end - first;
+			continue; /* its events stay pending */
 		}
-		t->stats.records_shipped++;
-		t->stats.bytes_shipped += e->data_len;
-		e->state = ENTRY_DONE;
+		t->stats.kinesis_records++;
+		for (size_t j = first; j < end; j++) {
+			struct queue_entry *e = queue_at(&t->q, t->inflight_entries[j]);
+			t->stats.events_shipped++;
+			t->stats.bytes_shipped += e->data_len;
+			e->state = ENTRY_DONE;
+		}
 	}
 	t->inflight_count = 0;
 	queue_pop_done(&t->q);
@@ -2660,15 +2940,20 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 		else
 			log_msg(LOG_DEBUG, "PutRecords failed: %s; retrying", hc->error);
 		t->stats.putrecords_errors++;
-		t->stats.records_retried += t->inflight_count;
-		t->inflight_count = 0;
 		t->request_out = 0;
 		hc->state = HC_IDLE;
-		kinesis_backoff(t, now);
+		inflight_retry(t, now);
 		return;
 	}
 	t->request_out = 0;
 	hc->state = HC_IDLE;
+	{
+		int64_t ms = now - t->request_sent_at;
+		unsigned b = 0;
+		while (b < 15 && ms >= ((int64_t)1 << b))
+			b++;
+		t->latency_hist[b]++;
+	}
 	if (hc->head.status == 200) {
 		if (kinesis_on_success(t, now) == 0)
 			return;
@@ -2707,9 +2992,7 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 		}
 		log_msg(LOG_DEBUG, "PutRecords %d %s: %s; retrying", hc->head.status, type, msg);
 	}
-	t->stats.records_retried += t->inflight_count;
-	t->inflight_count = 0;
-	kinesis_backoff(t, now);
+	inflight_retry(t, now);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -2882,15 +3165,16 @@ static void print_summary(const struct telkin *t)
 {
 	const struct stats *s = &t->stats;
 	log_msg(LOG_INFO, "events received %llu, queued %llu, filtered %llu, truncated %llu; "
-	        "records shipped %llu (%llu bytes) in %llu PutRecords calls (%llu failed), "
+	        "shipped %llu (%llu bytes) in %llu records and %llu PutRecords calls (%llu failed), "
 	        "retried %llu, refused %llu; dropped platform %llu function %llu extension %llu; "
 	        "batches rejected %llu; queue high-water %zu bytes; connections %llu; "
 	        "lost at exit %llu",
 	        (unsigned long long)s->events_received, (unsigned long long)s->events_queued,
 	        (unsigned long long)s->events_filtered, (unsigned long long)s->events_truncated,
-	        (unsigned long long)s->records_shipped, (unsigned long long)s->bytes_shipped,
+	        (unsigned long long)s->events_shipped, (unsigned long long)s->bytes_shipped,
+	        (unsigned long long)s->kinesis_records,
 	        (unsigned long long)s->putrecords_calls, (unsigned long long)s->putrecords_errors,
-	        (unsigned long long)s->records_retried, (unsigned long long)s->records_rejected,
+	        (unsigned long long)s->events_retried, (unsigned long long)s->events_rejected,
 	        (unsigned long long)s->dropped_records[0], (unsigned long long)s->dropped_records[1],
 	        (unsigned long long)s->dropped_records[2], (unsigned long long)s->batches_rejected,
 	        t->q.high_water, (unsigned long long)t->kin.handshakes,
@@ -2945,6 +3229,7 @@ static void api_on_event(struct telkin *t)
 	if (!deadline) /* Lambda always sends one; be safe if it does not */
 		deadline = wall_ms() + 2000;
 	if (!strcasecmp(type, "INVOKE")) {
+		flush_auto_update(t, now_ms());
 		t->phase = PHASE_INVOKE;
 		t->invoke_deadline = deadline_from_wall(deadline) - DEADLINE_MARGIN_MS;
 		log_msg(LOG_DEBUG, "INVOKE %s", t->request_id);
@@ -2958,6 +3243,77 @@ static void api_on_event(struct telkin *t)
 	}
 }
 
+/* p-th percentile (0-100) of the latency histogram: the bucket's upper bound in ms. */
+static unsigned latency_percentile(const uint32_t *hist, unsigned p)
+{
+	uint64_t total = 0, seen = 0;
+	for (int b = 0; b < 16; b++)
+		total += hist[b];
+	if (!total)
+		return 0;
+	for (int b = 0; b < 16; b++) {
+		seen += hist[b];
+		if (seen * 100 >= total * p)
+			return 1u << b;
+	}
+	return 1u << 15;
+}
+
+/*
+ * One CloudWatch Embedded Metric Format line on stdout: CloudWatch Logs turns it into metrics
+ * in namespace "telkin", with no API call and no permission. Counts are since the last line.
+ */
+static void metrics_emit(struct telkin *t, int64_t now)
+{
+	static const char *const names[] = {
+		"EventsReceived", "EventsShipped", "EventsDropped", "EventsTruncated", "EventsRetried",
+		"PutRecordsCalls", "PutRecordsErrors", "Reconnects", "TLSHandshakes",
+	};
+	const struct stats *s = &t->stats, *b = &t->metrics_base;
+	uint64_t dropped = 0, values[9];
+	char line[2048];
+	size_t n = 0;
+
+	for (int i = 0; i < 3; i++)
+		dropped += (s->dropped_records[i] - b->dropped_records[i]);
+	values[0] = s->events_received - b->events_received;
+	values[1] = s->events_shipped - b->events_shipped;
+	values[2] = dropped;
+	values[3] = s->events_truncated - b->events_truncated;
+	values[4] = s->events_retried - b->events_retried;
+	values[5] = s->putrecords_calls - b->putrecords_calls;
+	values[6] = s->putrecords_errors - b->putrecords_errors;
+	values[7] = s->reconnects - b->reconnects;
+	values[8] = t->kin.handshakes - t->metrics_handshakes;
+#define OUT(...) (n += (size_t)snprintf(line + n, n < sizeof(line) ? sizeof(line) - n : 0, \
+                                       __VA_ARGS__))
+	OUT("{\"_aws\":{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{\"Namespace\":\"telkin\","
+	    "\"Dimensions\":[[\"FunctionName\"]],\"Metrics\":[", (long long)wall_ms());
+	for (int i = 0; i < 9; i++)
+		OUT("{\"Name\":\"%s\",\"Unit\":\"Count\"},", names[i]);
+	OUT("{\"Name\":\"PutRecordsLatencyP50\",\"Unit\":\"Milliseconds\"},"
+	    "{\"Name\":\"PutRecordsLatencyP99\",\"Unit\":\"Milliseconds\"},"
+	    "{\"Name\":\"QueueHighWaterBytes\",\"Unit\":\"Bytes\"}]}]},\"FunctionName\":\"");
+	if (n < sizeof(line) && json_escaped_len(t->cfg.function_name, strlen(t->cfg.function_name))
+	    < sizeof(line) - n - 600)
+		n += json_escape(line + n, sizeof(line) - n, t->cfg.function_name,
+		                 strlen(t->cfg.function_name));
+	OUT("\"");
+	for (int i = 0; i < 9; i++)
+		OUT(",\"%s\":%llu", names[i], (unsigned long long)values[i]);
+	OUT(",\"PutRecordsLatencyP50\":%u,\"PutRecordsLatencyP99\":%u,\"QueueHighWaterBytes\":%zu}\n",
+	    latency_percentile(t->latency_hist, 50), latency_percentile(t->latency_hist, 99),
+	    t->q.window_high_water);
+#undef OUT
+	if (n < sizeof(line) && write(STDOUT_FILENO, line, n) < 0)
+		log_msg(LOG_DEBUG, "metrics line not written");
+	t->metrics_base = t->stats;
+	t->metrics_handshakes = t->kin.handshakes;
+	memset(t->latency_hist, 0, sizeof(t->latency_hist));
+	t->q.window_high_water = queue_used(&t->q);
+	t->metrics_at = now;
+}
+
 /* Shipped everything, or out of time: report and exit. */
 static void finish(struct telkin *t)
 {
@@ -2969,6 +3325,8 @@ static void finish(struct telkin *t)
 	if (t->stats.lost_at_exit)
 		log_msg(LOG_ERROR, "%llu records could not be shipped before the shutdown deadline",
 		        (unsigned long long)t->stats.lost_at_exit);
+	if (t->cfg.metrics)
+		metrics_emit(t, now_ms());
 	print_summary(t);
 	exit(0);
 }
@@ -2980,7 +3338,9 @@ static void lifecycle_step(struct telkin *t, int64_t now)
 	case PHASE_INVOKE:
 		if (t->request_id[0] && !strcmp(t->runtime_done_id, t->request_id)) {
 			t->phase = PHASE_FLUSH;
-			t->flush_deadline = now + t->cfg.flush_timeout_ms;
+			/* periodic never holds the freeze: what waits goes at the next thaw */
+			t->flush_deadline = flush_effective(t) == FLUSH_PERIODIC ? now :
+			                    now + t->cfg.flush_timeout_ms;
 			if (t->flush_deadline > t->invoke_deadline)
 				t->flush_deadline = t->invoke_deadline;
 		} else if (now >= t->invoke_deadline) {
@@ -2994,8 +3354,10 @@ static void lifecycle_step(struct telkin *t, int64_t now)
 		/* fall through */
 	case PHASE_FLUSH:
 		if (drained(t) || now >= t->flush_deadline) {
-			if (!drained(t))
+			if (!drained(t) && flush_effective(t) != FLUSH_PERIODIC)
 				log_msg(LOG_DEBUG, "flush budget spent with %zu records queued", t->q.count);
+			if (t->cfg.metrics && now - t->metrics_at >= METRICS_INTERVAL_MS)
+				metrics_emit(t, now);
 			api_next(t);
 		}
 		break;
@@ -3017,15 +3379,20 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 #define SOONER(x) do { if ((x) < next) next = (x); } while (0)
 	if (t->request_out && t->kin.deadline)
 		SOONER(t->kin.deadline);
-	else if (t->q.count)
+	else if (t->q.count && !ship_due(t, now) && now < t->retry_at)
 		SOONER(t->retry_at);
+	else if (t->q.count && !ship_due(t, now))
+		SOONER(oldest_due_at(t, now));
+	else if (t->q.count)
+		SOONER(now);
 	if (t->phase == PHASE_INVOKE)
 		SOONER(t->invoke_deadline);
 	if (t->phase == PHASE_FLUSH)
 		SOONER(t->flush_deadline);
 	if (t->phase == PHASE_SHUTDOWN) {
 		SOONER(t->shutdown_deadline);
-		SOONER(t->last_telemetry + shutdown_quiet_ms(t));
+		if (drained(t)) /* else the quiet period is not what ends the wait */
+			SOONER(t->last_telemetry + shutdown_quiet_ms(t));
 	}
 	for (int i = 0; i < LISTEN_MAX_CONNS; i++)
 		if (t->conns[i].fd >= 0 && t->conns[i].request_started)
@@ -3049,7 +3416,7 @@ static void run(struct telkin *t)
 		int n = 0, api_i = -1, kin_i = -1, lis_i;
 
 		lifecycle_step(t, now);
-		if (!t->request_out && t->q.count && now >= t->retry_at)
+		if (ship_due(t, now))
 			kinesis_send(t, now);
 		if (t->request_out && t->kin.state == HC_FAILED) {
 			kinesis_on_response(t, now);
@@ -3140,8 +3507,10 @@ static int buffers_alloc(struct telkin *t)
 	t->kin.buf = malloc(KINESIS_RESPONSE_MAX);
 	t->kin.cap = KINESIS_RESPONSE_MAX;
 	t->batch_toks = malloc((LISTEN_MAX_EVENTS + 1) * sizeof(struct json_token));
+	t->inflight_entries = malloc(INFLIGHT_MAX_ENTRIES * sizeof(size_t));
 	t->resp_toks = malloc(KINESIS_RESPONSE_TOKENS * sizeof(struct json_token));
-	if (!t->q.mem || !t->req_body || !t->kin.buf || !t->batch_toks || !t->resp_toks)
+	if (!t->q.mem || !t->req_body || !t->kin.buf || !t->batch_toks || !t->resp_toks ||
+	    !t->inflight_entries)
 		return -1;
 	for (int i = 0; i < LISTEN_MAX_CONNS; i++) {
 		t->conns[i].fd = -1;
@@ -3277,11 +3646,7 @@ static int telkin_init(struct telkin *t, const char *argv0)
 		api_report_error(t, API_INIT_ERROR, "Extension.SubscribeFailed", err);
 		return -1;
 	}
-	log_msg(LOG_INFO, "shipping %s%s%s to stream %s via %s:%s", t->cfg.types & CLASS_PLATFORM ?
-	        "platform " : "", t->cfg.types & CLASS_FUNCTION ? "function " : "",
-	        t->cfg.types & CLASS_EXTENSION ? "extension " : "", t->cfg.stream_name,
-	        t->cfg.kinesis.host, t->cfg.kinesis.port);
-	t->last_telemetry = now_ms();
+	t->last_telemetry = t->metrics_at = now_ms();
 	return 0;
 }
 
@@ -3295,6 +3660,14 @@ int main(int argc, char **argv)
 	if (telkin_init(&g_telkin, argv[0]) < 0)
 		return 1;
 	api_next(&g_telkin);
+	/* Said after the first /event/next is out: the line is not on the cold-start path. */
+	log_msg(LOG_INFO, "shipping %s%s%sto stream %s via %s:%s (%s)",
+	        g_telkin.cfg.types & CLASS_PLATFORM ? "platform " :
+	        g_telkin.cfg.n_platform_names ? "platform (by name) " : "",
+	        g_telkin.cfg.types & CLASS_FUNCTION ? "function " : "",
+	        g_telkin.cfg.types & CLASS_EXTENSION ? "extension " : "", g_telkin.cfg.stream_name,
+	        g_telkin.cfg.kinesis.host, g_telkin.cfg.kinesis.port,
+	        g_telkin.cfg.kinesis.tls ? "TLS" : "plain HTTP");
 	run(&g_telkin);
 	return 0;
 }

@@ -72,6 +72,8 @@ async function setup(t, p = {}) {
     AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
     AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
     TELKIN_LISTEN_PORT: String(port),
+    // Most scenarios pin the "ship before /event/next" contract; the strategies have their own.
+    TELKIN_FLUSH: 'end',
     ...p.env,
   };
   for (const key of Object.keys(env)) if (env[key] === null) delete env[key];
@@ -449,4 +451,105 @@ e2e('malformed (400) and oversized (413) telemetry POSTs; listener keeps serving
   assert.ok(sim.deliveries.every((d) => d.status >= 200 && d.status < 300),
     `simulator deliveries not accepted: ${JSON.stringify(sim.deliveries.filter((d) => d.status < 200 || d.status >= 300))}`);
   assertClean(t, compare(sim, await ctx.read()));
+});
+
+// ------------------------------------------------------------------------------------------------
+// Shipping strategies (TELKIN_FLUSH), record packing (TELKIN_RECORD), filters, self-metrics.
+
+// Which of an invoke's events (through runtimeDone) are not in the stream right now.
+async function absentAtFreeze(ctx, inv, types = ['platform', 'function']) {
+  const recs = await ctx.read();
+  const inStream = new Set(recs.filter((r) => r.json).map((r) => canon(stripAppended(r.json))));
+  return invokeHead(inv, types).filter((e) => !inStream.has(canon(JSON.parse(e.json))));
+}
+
+e2e('TELKIN_FLUSH=periodic: /event/next is not held for Kinesis; every event arrives by SHUTDOWN', {}, async (t, h) => {
+  const ctx = await start(t, h, { env: { TELKIN_FLUSH: 'periodic:400' } });
+  const { sim } = ctx;
+  let heldBack = 0;
+  for (let i = 0; i < 8; i++) {
+    const inv = await sim.invoke({ lines: 5 });
+    if ((await absentAtFreeze(ctx, inv)).length) heldBack++;
+  }
+  // Each invoke takes far less than the period: its events wait for a later thaw.
+  assert.ok(heldBack > 0, 'periodic shipping held no invoke back: it behaved like end');
+  const sd = await sim.shutdown();
+  assertCleanShutdown(sd, sim);
+  assertClean(t, compare(sim, await ctx.read()));
+});
+
+e2e('TELKIN_FLUSH=auto: end while invocations are rare, periodic once frequent, end after a pause', { timeout: 90000 }, async (t, h) => {
+  const ctx = await start(t, h, { env: { TELKIN_FLUSH: null } }); // the default is auto
+  const { sim } = ctx;
+  const first = await sim.invoke({ lines: 5 });
+  assert.equal((await absentAtFreeze(ctx, first)).length, 0, 'first invoke (rare so far) was not shipped before /event/next');
+  let heldBack = 0;
+  for (let i = 0; i < 8; i++) {
+    const inv = await sim.invoke({ lines: 5 });
+    if ((await absentAtFreeze(ctx, inv)).length) heldBack++;
+  }
+  assert.ok(heldBack > 0, 'frequent invokes never switched auto to periodic');
+  await new Promise((r) => setTimeout(r, 10500)); // longer than the 10 s that means "rare"
+  const late = await sim.invoke({ lines: 5 });
+  assert.equal((await absentAtFreeze(ctx, late)).length, 0, 'after a pause, auto did not ship before /event/next');
+  const sd = await sim.shutdown();
+  assertCleanShutdown(sd, sim);
+  assertClean(t, compare(sim, await ctx.read()));
+});
+
+e2e('TELKIN_RECORD=ndjson: events packed into records of at most TELKIN_RECORD_MAX_BYTES; EMF line at SHUTDOWN', {}, async (t, h) => {
+  const max = 25600;
+  const ctx = await start(t, h, { env: { TELKIN_RECORD: 'ndjson' } });
+  const { sim } = ctx;
+  for (let i = 0; i < 4; i++) await sim.invoke({ lines: 150 });
+  const sd = await sim.shutdown();
+  assertCleanShutdown(sd, sim);
+  const recs = await ctx.read();
+  for (const r of recs) {
+    assert.ok(Buffer.byteLength(r.data) + Buffer.byteLength(r.partitionKey) <= max,
+      `record of ${Buffer.byteLength(r.data)} bytes over TELKIN_RECORD_MAX_BYTES`);
+  }
+  // Consumers split a record's Data on newlines: one event object per line.
+  const lines = recs.flatMap((r) => r.data.split('\n').map((line) => ({ ...r, data: line, json: JSON.parse(line) })));
+  assert.ok(recs.length * 5 < lines.length, `ndjson packed only ${lines.length} events into ${recs.length} records`);
+  t.diagnostic(`${lines.length} events in ${recs.length} records`);
+  assertClean(t, compare(sim, lines));
+  // Self-metrics: one CloudWatch EMF line on stdout at SHUTDOWN.
+  const emf = sim.stdoutLines.map((l) => { try { return JSON.parse(l); } catch { return null; } })
+    .filter((j) => j && j._aws);
+  assert.ok(emf.length >= 1, 'no EMF line on stdout');
+  const m = emf[emf.length - 1];
+  assert.equal(m._aws.CloudWatchMetrics[0].Namespace, 'telkin');
+  assert.deepEqual(m._aws.CloudWatchMetrics[0].Dimensions, [['FunctionName']]);
+  assert.equal(m.FunctionName, 'telkin-e2e');
+  const shipped = emf.reduce((s, j) => s + j.EventsShipped, 0);
+  assert.equal(shipped, lines.length, 'EventsShipped over all EMF lines equals the events in the stream');
+  for (const metric of m._aws.CloudWatchMetrics[0].Metrics) assert.ok(metric.Name in m, `${metric.Name} has a value`);
+});
+
+e2e('forwarding filter: platform events by name, TELKIN_MIN_LEVEL for JSON logs; TELKIN_METRICS=0', {}, async (t, h) => {
+  const ctx = await start(t, h, {
+    env: { TELKIN_TYPES: 'platform.report,function', TELKIN_MIN_LEVEL: 'WARN', TELKIN_METRICS: '0' },
+    sim: { logFormat: 'JSON' },
+  });
+  const { sim } = ctx;
+  const levels = ['DEBUG', 'INFO', 'WARN', 'ERROR'];
+  for (let i = 0; i < 3; i++) await sim.invoke({ lines: 8, level: (k) => levels[k % 4] });
+  const sd = await sim.shutdown();
+  assertCleanShutdown(sd, sim);
+  const recs = await ctx.read();
+  const want = sim.emitted.filter((r) => r.acked && (r.event.type === 'platform.report' ||
+    (r.event.type === 'function' && (typeof r.event.record !== 'object' || ['WARN', 'ERROR'].includes(r.event.record.level)))));
+  const got = new Set(recs.map((r) => canon(stripAppended(r.json))));
+  const missing = want.filter((r) => !got.has(canon(JSON.parse(r.json))));
+  assert.equal(missing.length, 0, `missing: ${missing.slice(0, 3).map((r) => describe(r.event)).join('; ')}`);
+  for (const r of recs) {
+    const ty = r.json.type;
+    assert.ok(ty === 'platform.report' || ty === 'function', `not forwarded by the filter: ${ty}`);
+    if (ty === 'function' && typeof r.json.record === 'object') {
+      assert.ok(['WARN', 'ERROR'].includes(r.json.record.level), `level ${r.json.record.level} below WARN`);
+    }
+  }
+  assert.equal(recs.length, want.length);
+  assert.ok(!sim.stdoutLines.some((l) => l.includes('"_aws"')), 'TELKIN_METRICS=0 still printed an EMF line');
 });

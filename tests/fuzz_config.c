@@ -22,9 +22,36 @@ static const char *const names[] = {
 	"TELKIN_PARTITION_KEY", "TELKIN_FLUSH_TIMEOUT_MS", "TELKIN_LOG_LEVEL", "TELKIN_CA_FILE",
 	"AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT", "AWS_LAMBDA_FUNCTION_NAME",
 	"AWS_LAMBDA_FUNCTION_VERSION", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-	"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+	"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "TELKIN_MIN_LEVEL", "TELKIN_FLUSH", "TELKIN_RECORD",
+	"TELKIN_RECORD_MAX_BYTES", "TELKIN_METRICS", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
 };
 #define NAMES (sizeof(names) / sizeof(names[0]))
+
+/*
+ * Set or unset a variable without allocating: glibc's setenv keeps every old value (by design),
+ * which over millions of runs is gigabytes. Each variable owns one static "NAME=value" buffer.
+ */
+static void env_put(size_t i, const char *value)
+{
+	static char buf[NAMES][64 + 8192];
+	if (!value || !value[0]) {
+		unsetenv(names[i]);
+		return;
+	}
+	snprintf(buf[i], sizeof(buf[i]), "%s=%s", names[i], value);
+	putenv(buf[i]);
+}
+
+static void env_minimal(void)
+{
+	for (size_t i = 0; i < NAMES; i++)
+		env_put(i, NULL);
+	env_put(0, "s1");                      /* TELKIN_STREAM */
+	env_put(1, "eu-west-1");               /* AWS_REGION */
+	env_put(4, "http://127.0.0.1:4567");   /* AWS_ENDPOINT_URL_KINESIS */
+	env_put(6, "AKIDEXAMPLE");             /* AWS_ACCESS_KEY_ID */
+	env_put(7, "secret");                  /* AWS_SECRET_ACCESS_KEY */
+}
 
 static int is_digits(const char *s)
 {
@@ -46,19 +73,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	errcap = (size_t)data[0] + 1;
-	fz_env_minimal();
+	env_minimal();
 	for (off = 1; off < size;) {
 		const uint8_t *nl = memchr(data + off, '\n', size - off);
 		size_t n = nl ? (size_t)(nl - (data + off)) : size - off;
 		if (n >= 1) {
-			const char *name = names[data[off] % NAMES];
 			size_t vlen = n - 1 < sizeof(value) - 1 ? n - 1 : sizeof(value) - 1;
 			memcpy(value, data + off + 1, vlen);
 			value[vlen] = 0; /* a NUL inside ends the value, as in a real environment */
-			if (value[0])
-				setenv(name, value, 1);
-			else
-				unsetenv(name);
+			env_put(data[off] % NAMES, value);
 		}
 		off += n + 1;
 	}
@@ -95,6 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FZ_CHECK(c.flush_timeout_ms >= 10 && c.flush_timeout_ms <= 60000);
 		FZ_CHECK(c.types && !(c.types & ~(unsigned)(CLASS_PLATFORM | CLASS_FUNCTION |
 		                                             CLASS_EXTENSION)));
+		FZ_CHECK(c.record_max_bytes >= 1024 && c.record_max_bytes <= KINESIS_MAX_RECORD_BYTES);
 		FZ_CHECK(c.pk_mode == PK_SANDBOX || c.pk_mode == PK_REQUEST || c.pk_mode == PK_RANDOM);
 	}
 	free(err);

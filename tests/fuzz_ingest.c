@@ -1,10 +1,10 @@
 /*
  * tests/fuzz_ingest.c - libFuzzer target: Telemetry API batches into the queue (ingest_batch).
  *
- * Input: byte 0 picks the partition-key mode, the event classes forwarded, the queue size (from
- * 4 KiB, so that it fills and wraps, to the configured 2 MiB) and whether the batch is inflated
- * into one event over the 1 MiB record limit (so truncation runs); byte 1 how many head entries
- * Kinesis "takes" between batches. The rest is split at 0xFF bytes (never valid in JSON text)
+ * Input: byte 0 picks the partition-key mode, the event classes forwarded and the queue size
+ * (from 4 KiB, so that it fills and wraps, to the configured 2 MiB); from 0xF0 up it inflates the
+ * rest into one event over the 1 MiB record limit instead (so truncation runs). Byte 1 is how
+ * many head entries Kinesis "takes" between batches. The rest is split at 0xFF bytes (never valid in JSON text)
  * into batches posted one after another. Checked after every batch:
  *   - every queued entry is one valid JSON object, data + key <= 1 MiB, key 1..256 printable
  *     bytes, entries inside the ring, the walk's count is q->count (fz_queue_check);
@@ -104,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fz_reset(t, qcap);
 	if (data[0] & 0x40)
 		strcpy(t->request_id, "8476a536-e9f4-11e8-9739-2dfe598c3fcd");
-	if (data[0] & 0x80) {
+	if (data[0] >= 0xF0) {
 		fz_reset(t, t->cfg.queue_bytes);
 		post_inflated(t, data + 2, size - 2);
 		return 0;

@@ -2,12 +2,13 @@
  * tests/fuzz_kinesis.c - libFuzzer target: PutRecords answers (kinesis_on_response after
  * batch_build), as the Kinesis endpoint, or anything answering in its place, can send them.
  *
- * Input: byte 0 picks how many records are queued (1..600, so a request can stop at 500) and
- * how many already left the head; byte 1 the outcome: HTTP status (200, 400, 500, 503) or a
- * failed connection; the rest is the response body. Checked:
+ * Input: byte 0 picks how many events are queued (1..600, so a request can stop at 500 records)
+ * and, odd, ndjson packing (several events per record, record size from 1 KiB); byte 1 how far
+ * round the ring the queue starts and the outcome: HTTP status (200, 400, 500, 503) or a failed
+ * connection; the rest is the response body. Checked:
  *   - the queue's entry count never grows;
- *   - no record is lost: shipped + rejected + still queued (pending) == queued before;
- *   - a request never carries more than 500 records or 5 MiB, and inflight is cleared;
+ *   - no event is lost: shipped + rejected + still queued (pending) == queued before;
+ *   - a request never carries more than 500 records, and inflight is cleared;
  *   - every entry left is valid (fz_queue_check);
  *   - afterwards, answering every request with full success drains the queue completely within
  *     a bounded number of requests: no record is stuck.
@@ -69,6 +70,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 2)
 		return 0;
 	records = (unsigned)data[0] * 600 / 255 + 1;
+	t->cfg.record_mode = (data[0] & 1) ? RECORD_NDJSON : RECORD_EVENT;
+	t->cfg.record_max_bytes = 1024u << (data[0] >> 6);
 	skip = (unsigned)(data[1] >> 4) * 48; /* 128-byte entries: up to 90 KiB in */
 	status = statuses[data[1] & 3];
 	failed = (data[1] & 0x0c) == 0x0c;
@@ -93,8 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	respond(t, status, (const char *)data, size, failed);
 	FZ_CHECK(t->inflight_count == 0 && !t->request_out);
 	count1 = fz_queue_check(t, &pending1);
-	shipped = t->stats.records_shipped;
-	rejected = t->stats.records_rejected;
+	shipped = t->stats.events_shipped;
+	rejected = t->stats.events_rejected;
 	FZ_CHECK(count1 <= count0);
 	FZ_CHECK(shipped + rejected <= sent);
 	FZ_CHECK(shipped + rejected + pending1 == pending0);
@@ -110,6 +113,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		respond(t, 200, ok, n, 0);
 		fz_queue_check(t, NULL);
 	}
-	FZ_CHECK(t->stats.records_shipped + t->stats.records_rejected == pending0);
+	FZ_CHECK(t->stats.events_shipped + t->stats.events_rejected == pending0);
 	return 0;
 }

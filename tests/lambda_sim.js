@@ -294,6 +294,7 @@ class LambdaSim extends EventEmitter {
    * @param {string} [p.status='success'] runtimeDone/report status
    * @param {number} [p.durationMs]  simulated handler duration (default ~ real elapsed time)
    * @param {function} [p.beforeDone] async hook run after the log lines, before runtimeDone
+   * @param {string|function} [p.level='INFO'] log level of each line (or i => level)
    */
   async invoke(p = {}) {
     if (this.state !== 'idle') throw new Error(`invoke: sandbox is ${this.state}, not idle`);
@@ -328,7 +329,8 @@ class LambdaSim extends EventEmitter {
     for (let i = 0; i < lines; i++) {
       const marker = `sim:${this.id}:${index}:${i}`;
       inv.lines.push(marker);
-      inv.events.push(this._emitFunctionLog(msg(marker, i), requestId, 'INFO'));
+      const level = typeof p.level === 'function' ? p.level(i) : (p.level || 'INFO');
+      inv.events.push(this._emitFunctionLog(msg(marker, i), requestId, level));
       if (chunk && (i + 1) % chunk === 0) await new Promise((r) => setImmediate(r));
       if (this.exit) throw new Error('extension exited during invoke');
     }

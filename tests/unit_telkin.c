@@ -56,6 +56,7 @@ static void tk_free(struct telkin *t)
 	free(t->kin.buf);
 	free(t->batch_toks);
 	free(t->resp_toks);
+	free(t->inflight_entries);
 	free(t);
 }
 
@@ -241,13 +242,19 @@ static void test_config_rejects_bad_endpoints(void **state)
 
 static void test_config_types_list(void **state)
 {
-	unsigned bits = 0;
-	char err[160];
+	struct config c;
+	char err[200];
 	(void)state;
-	assert_int_equal(config_types("extension, function", &bits, err, sizeof(err)), 0);
-	assert_int_equal(bits, CLASS_EXTENSION | CLASS_FUNCTION);
-	assert_int_equal(config_types("platform,logs", &bits, err, sizeof(err)), -1);
-	assert_int_equal(config_types(",", &bits, err, sizeof(err)), -1);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(config_types(&c, "extension, function", err, sizeof(err)), 0);
+	assert_int_equal(c.types, CLASS_EXTENSION | CLASS_FUNCTION);
+	assert_int_equal(config_types(&c, "platform,logs", err, sizeof(err)), -1);
+	assert_int_equal(config_types(&c, ",", err, sizeof(err)), -1);
+	assert_int_equal(config_types(&c, "platform.", err, sizeof(err)), -1);
+	assert_int_equal(config_types(&c, "platform.report,function", err, sizeof(err)), 0);
+	assert_int_equal(c.types, CLASS_FUNCTION);
+	assert_int_equal(c.n_platform_names, 1);
+	assert_string_equal(c.platform_names[0], "platform.report");
 }
 
 static void test_config_requires_credentials(void **state)
@@ -376,13 +383,13 @@ static void test_queue_full_returns_null_and_wraps_after_pop(void **state)
 	q.cap = sizeof(mem);
 	while (pushed < 8 && (e[pushed] = queue_push(&q, 2, 200, CLASS_FUNCTION)) != NULL)
 		pushed++;
-	assert_int_equal(pushed, 4); /* 4 x 216 bytes fit in 1024, a fifth does not */
+	assert_int_equal(pushed, 4); /* 4 x 224 bytes fit in 1024, a fifth does not */
 	assert_null(queue_push(&q, 2, 200, CLASS_FUNCTION));
 	e[0]->state = ENTRY_DONE;
 	e[1]->state = ENTRY_DONE;
 	queue_pop_done(&q);
 	assert_int_equal(q.count, 2);
-	/* 1024 - 864 = 160 bytes at the end: too small, so the next entry wraps to offset 0. */
+	/* 1024 - 896 = 128 bytes at the end: too small, so the next entry wraps to offset 0. */
 	e[4] = queue_push(&q, 2, 200, CLASS_FUNCTION);
 	assert_non_null(e[4]);
 	assert_ptr_equal(e[4], mem);
@@ -563,7 +570,7 @@ static void test_drop_report_waits_for_room(void **state)
 	report_drops(t);
 	assert_int_equal(t->unreported_drop_records[2], 1); /* no room: still owed */
 	size_t before = t->q.count;
-	for (int i = 0; i < 8; i++) { /* 8 x 80 bytes: room for the report */
+	for (int i = 0; i < 8; i++) { /* 8 x 88 bytes: room for the report */
 		queue_at(&t->q, t->q.head)->state = ENTRY_DONE;
 		queue_pop_done(&t->q);
 	}
@@ -656,11 +663,11 @@ static void test_batch_splits_at_5_mib(void **state)
 	size_t n = batch_build(t);
 	assert_true(n >= 9 && n < 12);
 	for (size_t i = 0; i < n; i++) {
-		struct queue_entry *e = queue_at(&t->q, t->inflight[i]);
+		struct queue_entry *e = queue_at(&t->q, t->inflight_entries[i]);
 		total += e->data_len + e->pk_len;
 	}
 	assert_true(total <= KINESIS_MAX_REQUEST_BYTES);
-	struct queue_entry *next = queue_at(&t->q, queue_next(&t->q, t->inflight[n - 1]));
+	struct queue_entry *next = queue_at(&t->q, queue_next(&t->q, t->inflight_entries[n - 1]));
 	assert_true(total + next->data_len + next->pk_len > KINESIS_MAX_REQUEST_BYTES);
 	assert_true(t->req_body_len <= REQUEST_BODY_MAX);
 	tk_free(t);
@@ -705,8 +712,8 @@ static void test_kinesis_partial_failure_resends_only_failed(void **state)
 	assert_int_equal(batch_build(t), 5);
 	tk_ok_response(resp, sizeof(resp), 5, failed);
 	tk_respond(t, 200, resp);
-	assert_int_equal(t->stats.records_shipped, 3);
-	assert_int_equal(t->stats.records_retried, 2);
+	assert_int_equal(t->stats.events_shipped, 3);
+	assert_int_equal(t->stats.events_retried, 2);
 	assert_int_equal(t->attempt, 1);
 	assert_true(t->retry_at >= now_ms() - 1);
 	/* The retry carries records 1 and 3 only (b... and d...). */
@@ -716,7 +723,7 @@ static void test_kinesis_partial_failure_resends_only_failed(void **state)
 	tk_ok_response(resp, sizeof(resp), 2, NULL);
 	tk_respond(t, 200, resp);
 	assert_int_equal(t->q.count, 0);
-	assert_int_equal(t->stats.records_shipped, 5);
+	assert_int_equal(t->stats.events_shipped, 5);
 	assert_int_equal(t->attempt, 0);
 	tk_free(t);
 }
@@ -731,7 +738,7 @@ static void test_kinesis_record_count_mismatch_is_retried(void **state)
 	tk_ok_response(resp, sizeof(resp), 2, NULL);
 	tk_respond(t, 200, resp);
 	assert_int_equal(t->q.count, 3);
-	assert_int_equal(t->stats.records_shipped, 0);
+	assert_int_equal(t->stats.events_shipped, 0);
 	assert_int_equal(t->attempt, 1);
 	tk_free(t);
 }
@@ -744,7 +751,7 @@ static void test_kinesis_throttling_is_retried(void **state)
 	batch_build(t);
 	tk_respond(t, 400, "{\"__type\":\"com.amazonaws#ThrottlingException\",\"message\":\"slow\"}");
 	assert_int_equal(t->q.count, 3);
-	assert_int_equal(t->stats.records_rejected, 0);
+	assert_int_equal(t->stats.events_rejected, 0);
 	batch_build(t);
 	tk_respond(t, 503, "");
 	assert_int_equal(t->q.count, 3);
@@ -760,7 +767,7 @@ static void test_kinesis_access_denied_drops_and_counts(void **state)
 	batch_build(t);
 	tk_respond(t, 400, "{\"__type\":\"AccessDeniedException\",\"message\":\"no\"}");
 	assert_int_equal(t->q.count, 0);
-	assert_int_equal(t->stats.records_rejected, 3);
+	assert_int_equal(t->stats.events_rejected, 3);
 	assert_string_equal(t->logged_errors[0], "AccessDeniedException");
 	tk_free(t);
 }
@@ -965,6 +972,296 @@ static void test_tls_errors_have_clear_text(void **state)
 	assert_non_null(strstr(tls_error_text(BR_ERR_UNSUPPORTED_VERSION), "TLS 1.2"));
 }
 
+/* ---- issue: shipping strategy, record packing, filters, self-metrics ------------------------ */
+
+static void test_filter_platform_events_by_name(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	char err[200], out[1024];
+	(void)state;
+	assert_int_equal(config_types(&t->cfg, "platform.report,function", err, sizeof(err)), 0);
+	assert_int_equal(tk_ingest(t, "[{\"type\":\"platform.start\",\"record\":{}},"
+	                              "{\"type\":\"platform.report\",\"record\":{}},"
+	                              "{\"type\":\"extension\",\"record\":\"e\"},"
+	                              "{\"type\":\"function\",\"record\":\"f\"}]"), 0);
+	assert_int_equal(t->q.count, 2);
+	assert_non_null(strstr(tk_entry(t, 0, out, sizeof(out)), "platform.report"));
+	assert_non_null(strstr(tk_entry(t, 1, out, sizeof(out)), "\"record\":\"f\""));
+	assert_int_equal(t->stats.events_filtered, 2);
+	tk_free(t);
+}
+
+static void test_min_level_filters_json_function_logs_only(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	char out[1024];
+	(void)state;
+	setenv("TELKIN_MIN_LEVEL", "warn", 1);
+	{
+		char err[320];
+		assert_int_equal(config_load(&t->cfg, err, sizeof(err)), 0);
+	}
+	unsetenv("TELKIN_MIN_LEVEL");
+	assert_int_equal(t->cfg.min_level, 3);
+	assert_int_equal(tk_ingest(t, "[{\"type\":\"function\",\"record\":{\"level\":\"DEBUG\"}},"
+	                              "{\"type\":\"function\",\"record\":{\"level\":\"INFO\"}},"
+	                              "{\"type\":\"function\",\"record\":{\"level\":\"ERROR\"}},"
+	                              "{\"type\":\"function\",\"record\":{\"level\":\"WARNING\"}},"
+	                              "{\"type\":\"function\",\"record\":\"text has no level\"}]"), 0);
+	assert_int_equal(t->q.count, 3);
+	assert_non_null(strstr(tk_entry(t, 0, out, sizeof(out)), "ERROR"));
+	assert_non_null(strstr(tk_entry(t, 1, out, sizeof(out)), "WARNING"));
+	assert_non_null(strstr(tk_entry(t, 2, out, sizeof(out)), "text has no level"));
+	tk_free(t);
+}
+
+static void test_config_rejects_bad_flush_record_metrics_level(void **state)
+{
+	static const char *const cases[][2] = {
+		{ "TELKIN_FLUSH", "sometimes" }, { "TELKIN_FLUSH", "periodic:" },
+		{ "TELKIN_FLUSH", "periodic:5" }, { "TELKIN_RECORD", "csv" },
+		{ "TELKIN_RECORD_MAX_BYTES", "100" }, { "TELKIN_RECORD_MAX_BYTES", "1048577" },
+		{ "TELKIN_METRICS", "yes" }, { "TELKIN_MIN_LEVEL", "LOUD" },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config c;
+		char err[320];
+		tk_env_minimal();
+		setenv(cases[i][0], cases[i][1], 1);
+		assert_int_equal(config_load(&c, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, cases[i][0]));
+		unsetenv(cases[i][0]);
+	}
+}
+
+static void test_config_flush_modes(void **state)
+{
+	struct config c;
+	char err[320];
+	(void)state;
+	tk_env_minimal();
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.flush_mode, FLUSH_AUTO);
+	setenv("TELKIN_FLUSH", "periodic:250", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.flush_mode, FLUSH_PERIODIC);
+	assert_int_equal(c.flush_period_ms, 250);
+	setenv("TELKIN_FLUSH", "end", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.flush_mode, FLUSH_END);
+	unsetenv("TELKIN_FLUSH");
+}
+
+/* Decode Kinesis record i of the built request into out. */
+static size_t tk_request_record(struct telkin *t, int i, char *out, size_t cap, char *pk,
+                                size_t pkcap)
+{
+	static struct json_token tk[4096];
+	int n = json_parse(t->req_body, t->req_body_len, tk, 4096, 8, 0, NULL), r, d, k;
+	assert_true(n > 0);
+	r = json_object_get(t->req_body, tk, 0, "Records") + 1;
+	for (int j = 0; j < i; j++)
+		r = (int)tk[r].next;
+	d = json_object_get(t->req_body, tk, r, "Data");
+	k = json_object_get(t->req_body, tk, r, "PartitionKey");
+	json_string_copy(t->req_body, &tk[k], pk, pkcap);
+	size_t len = base64_decode(out, cap, t->req_body + tk[d].start, tk[d].end - tk[d].start);
+	assert_true(len != (size_t)-1);
+	out[len] = 0;
+	return len;
+}
+
+static void test_ndjson_packs_events_up_to_record_max(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	static char out[1 << 16];
+	char pk[64];
+	size_t len, lines = 0, total_lines = 0;
+	(void)state;
+	t->cfg.record_mode = RECORD_NDJSON;
+	t->cfg.record_max_bytes = 4096;
+	tk_fill(t, 60, 150); /* ~60 x 280 bytes with identity: several records of <= 4096 */
+	size_t recs = batch_build(t);
+	assert_true(recs >= 4 && recs < 60);
+	assert_int_equal(t->inflight_end[recs - 1], 60);
+	for (size_t i = 0; i < recs; i++) {
+		len = tk_request_record(t, (int)i, out, sizeof(out) - 1, pk, sizeof(pk));
+		assert_true(len + strlen(pk) <= 4096);
+		assert_string_equal(pk, t->sandbox_id);
+		lines = 1;
+		for (size_t j = 0; j < len; j++)
+			lines += out[j] == '\n';
+		/* each line is one whole event object */
+		for (char *line = out, *nl; line; line = nl ? nl + 1 : NULL) {
+			struct json_token tk[16];
+			nl = strchr(line, '\n');
+			size_t l = nl ? (size_t)(nl - line) : strlen(line);
+			assert_true(json_parse(line, l, tk, 16, 8, 0, NULL) > 0);
+		}
+		assert_int_equal(lines, t->inflight_end[i] - inflight_first(t, i));
+		total_lines += lines;
+	}
+	assert_int_equal(total_lines, 60);
+	tk_free(t);
+}
+
+static void test_ndjson_splits_records_by_partition_key(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	(void)state;
+	t->cfg.record_mode = RECORD_NDJSON;
+	t->cfg.pk_mode = PK_REQUEST;
+	assert_int_equal(tk_ingest(t, "[{\"type\":\"platform.start\",\"record\":{\"requestId\":\"a\"}},"
+	                              "{\"type\":\"platform.start\",\"record\":{\"requestId\":\"a\"}},"
+	                              "{\"type\":\"platform.start\",\"record\":{\"requestId\":\"b\"}},"
+	                              "{\"type\":\"platform.start\",\"record\":{\"requestId\":\"a\"}}]"), 0);
+	assert_int_equal(batch_build(t), 3); /* a+a, b, a */
+	assert_int_equal(t->inflight_end[0], 2);
+	assert_int_equal(t->inflight_end[1], 3);
+	assert_int_equal(t->inflight_end[2], 4);
+	tk_free(t);
+}
+
+static void test_ndjson_failed_record_keeps_all_its_events(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	static char resp[4096];
+	int failed[2] = { 1, 0 };
+	(void)state;
+	t->cfg.record_mode = RECORD_NDJSON;
+	tk_fill(t, 6, 200);
+	/* Exactly three events (and their two newlines) and the key per record: 2 records. */
+	t->cfg.record_max_bytes = 3 * (size_t)queue_at(&t->q, t->q.head)->data_len + 2 + SANDBOX_ID_LEN;
+	assert_int_equal(batch_build(t), 2);
+	tk_ok_response(resp, sizeof(resp), 2, failed);
+	tk_respond(t, 200, resp);
+	assert_int_equal(t->q.count, 6);     /* the first record failed: nothing popped */
+	assert_int_equal(t->stats.events_shipped, 3);
+	assert_int_equal(t->stats.events_retried, 3);
+	assert_int_equal(batch_build(t), 1); /* the three failed events, packed again */
+	assert_int_equal(t->inflight_end[0], 3);
+	tk_free(t);
+}
+
+static void test_b64_stream_matches_one_shot_encoding(void **state)
+{
+	static const char text[] = "The quick brown fox jumps over the lazy dog, twice over.";
+	char one[128], streamed[128], *p = streamed;
+	struct b64_stream b = { { 0, 0 }, 0 };
+	size_t n = sizeof(text) - 1;
+	(void)state;
+	for (size_t split = 0; split <= n; split++) {
+		size_t len = base64_encode(one, sizeof(one), text, n);
+		p = streamed;
+		for (size_t i = 0; i < split; i++) /* byte by byte, then the rest at once */
+			p = b64_put(&b, p, text + i, 1);
+		p = b64_put(&b, p, text + split, n - split);
+		p = b64_end(&b, p);
+		assert_int_equal((size_t)(p - streamed), len);
+		assert_memory_equal(streamed, one, len);
+	}
+}
+
+static void test_periodic_ships_only_when_oldest_is_a_period_old(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	int64_t now = now_ms();
+	(void)state;
+	t->cfg.flush_mode = FLUSH_PERIODIC;
+	t->cfg.flush_period_ms = 500;
+	t->phase = PHASE_INVOKE;
+	tk_fill(t, 3, 10);
+	assert_false(ship_due(t, now));
+	assert_true(ship_due(t, now + 600));
+	t->phase = PHASE_SHUTDOWN;            /* everything goes at shutdown */
+	assert_true(ship_due(t, now));
+	t->phase = PHASE_INVOKE;
+	t->cfg.flush_mode = FLUSH_END;        /* end: as soon as anything waits */
+	assert_true(ship_due(t, now));
+	tk_free(t);
+}
+
+static void test_auto_switches_with_invocation_rate(void **state)
+{
+	struct telkin t;
+	int64_t now = 1000000;
+	(void)state;
+	memset(&t, 0, sizeof(t));
+	t.cfg.flush_mode = FLUSH_AUTO;
+	t.auto_mode = FLUSH_END;
+	flush_auto_update(&t, now);
+	for (int i = 0; i < 6; i++) /* every 200 ms: frequent */
+		flush_auto_update(&t, now += 200);
+	assert_int_equal(flush_effective(&t), FLUSH_PERIODIC);
+	flush_auto_update(&t, now += 60000); /* a minute of silence: back to end at once */
+	assert_int_equal(flush_effective(&t), FLUSH_END);
+}
+
+static void test_runtime_done_in_periodic_mode_does_not_hold_the_freeze(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	int64_t now = now_ms();
+	(void)state;
+	t->cfg.flush_mode = FLUSH_PERIODIC;
+	t->phase = PHASE_INVOKE;
+	strcpy(t->request_id, "r1");
+	strcpy(t->runtime_done_id, "r1");
+	t->invoke_deadline = now + 10000;
+	tk_fill(t, 2, 10);
+	lifecycle_step(t, now);                /* would call /event/next: no socket, so it fails */
+	assert_int_equal(t->phase, PHASE_WAIT_EVENT);
+	assert_int_equal(t->q.count, 2);       /* left for the next thaw */
+	hc_close(&t->api);
+	tk_free(t);
+}
+
+static void test_emf_line_is_valid_json_with_deltas(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	int fds[2], saved = dup(STDOUT_FILENO);
+	char line[4096];
+	struct json_token tk[256];
+	ssize_t n;
+	int root, aws;
+	(void)state;
+	assert_int_equal(pipe(fds), 0);
+	t->stats.events_received = 10;
+	t->metrics_base.events_received = 4;
+	t->latency_hist[3] = 9;  /* < 8 ms */
+	t->latency_hist[7] = 1;  /* < 128 ms */
+	dup2(fds[1], STDOUT_FILENO);
+	metrics_emit(t, now_ms());
+	dup2(saved, STDOUT_FILENO);
+	close(saved);
+	close(fds[1]);
+	n = read(fds[0], line, sizeof(line) - 1);
+	close(fds[0]);
+	assert_true(n > 0 && line[n - 1] == '\n');
+	root = json_parse(line, (size_t)n - 1, tk, 256, 16, 0, NULL);
+	assert_true(root > 0);
+	aws = json_object_get(line, tk, 0, "_aws");
+	assert_true(aws > 0);
+	assert_true(json_object_get(line, tk, aws, "CloudWatchMetrics") > 0);
+	{
+		int64_t v;
+		assert_int_equal(json_int64(line, &tk[json_object_get(line, tk, 0, "EventsReceived")],
+		                            &v), 0);
+		assert_int_equal(v, 6);
+		assert_int_equal(json_int64(line, &tk[json_object_get(line, tk, 0,
+		                                                      "PutRecordsLatencyP50")], &v), 0);
+		assert_int_equal(v, 8);
+		assert_int_equal(json_int64(line, &tk[json_object_get(line, tk, 0,
+		                                                      "PutRecordsLatencyP99")], &v), 0);
+		assert_int_equal(v, 128);
+	}
+	assert_true(json_string_eq(line, &tk[json_object_get(line, tk, 0, "FunctionName")], "fn"));
+	/* the next line counts from here */
+	assert_int_equal(t->metrics_base.events_received, 10);
+	assert_int_equal(t->latency_hist[3], 0);
+	tk_free(t);
+}
+
 static const struct CMUnitTest telkin_tests[] = {
 	cmocka_unit_test(test_config_requires_stream),
 	cmocka_unit_test(test_config_defaults),
@@ -1015,4 +1312,16 @@ static const struct CMUnitTest telkin_tests[] = {
 	cmocka_unit_test(test_trust_store_loads_pem_anchors),
 	cmocka_unit_test(test_trust_store_rejects_non_certificates),
 	cmocka_unit_test(test_tls_errors_have_clear_text),
+	cmocka_unit_test(test_filter_platform_events_by_name),
+	cmocka_unit_test(test_min_level_filters_json_function_logs_only),
+	cmocka_unit_test(test_config_rejects_bad_flush_record_metrics_level),
+	cmocka_unit_test(test_config_flush_modes),
+	cmocka_unit_test(test_ndjson_packs_events_up_to_record_max),
+	cmocka_unit_test(test_ndjson_splits_records_by_partition_key),
+	cmocka_unit_test(test_ndjson_failed_record_keeps_all_its_events),
+	cmocka_unit_test(test_b64_stream_matches_one_shot_encoding),
+	cmocka_unit_test(test_periodic_ships_only_when_oldest_is_a_period_old),
+	cmocka_unit_test(test_auto_switches_with_invocation_rate),
+	cmocka_unit_test(test_runtime_done_in_periodic_mode_does_not_hold_the_freeze),
+	cmocka_unit_test(test_emf_line_is_valid_json_with_deltas),
 };
