@@ -1234,7 +1234,8 @@ struct http_client {
 	int reused;               /* the request went out on a kept-alive connection */
 	struct tls_conn *tls;     /* NULL: plain HTTP */
 	int tls_failed;           /* the last failure was the TLS handshake or verification */
-	uint64_t handshakes;
+	uint64_t connects;        /* TCP connections opened */
+	uint64_t handshakes;      /* TLS handshakes started */
 	char error[96];           /* why the last request failed */
 };
 
@@ -1284,6 +1285,7 @@ static void hc_start(struct http_client *hc, const char *head, size_t head_len, 
 	hc->tls_failed = 0;
 	hc->reused = hc->fd >= 0;
 	if (hc->fd < 0) {
+		hc->connects++;
 		hc->fd = net_connect(hc->host, hc->port, &in_progress);
 		if (hc->fd < 0) {
 			char why[96];
@@ -3167,8 +3169,8 @@ static void print_summary(const struct telkin *t)
 	log_msg(LOG_INFO, "events received %llu, queued %llu, filtered %llu, truncated %llu; "
 	        "shipped %llu (%llu bytes) in %llu records and %llu PutRecords calls (%llu failed), "
 	        "retried %llu, refused %llu; dropped platform %llu function %llu extension %llu; "
-	        "batches rejected %llu; queue high-water %zu bytes; connections %llu; "
-	        "lost at exit %llu",
+	        "batches rejected %llu; queue high-water %zu bytes; connections %llu "
+	        "(TLS handshakes %llu); lost at exit %llu",
 	        (unsigned long long)s->events_received, (unsigned long long)s->events_queued,
 	        (unsigned long long)s->events_filtered, (unsigned long long)s->events_truncated,
 	        (unsigned long long)s->events_shipped, (unsigned long long)s->bytes_shipped,
@@ -3177,8 +3179,8 @@ static void print_summary(const struct telkin *t)
 	        (unsigned long long)s->events_retried, (unsigned long long)s->events_rejected,
 	        (unsigned long long)s->dropped_records[0], (unsigned long long)s->dropped_records[1],
 	        (unsigned long long)s->dropped_records[2], (unsigned long long)s->batches_rejected,
-	        t->q.high_water, (unsigned long long)t->kin.handshakes,
-	        (unsigned long long)s->lost_at_exit);
+	        t->q.high_water, (unsigned long long)t->kin.connects,
+	        (unsigned long long)t->kin.handshakes, (unsigned long long)s->lost_at_exit);
 }
 
 /* Telemetry silence that ends SHUTDOWN early: two buffering periods and some slack. */
