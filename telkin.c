@@ -1357,6 +1357,23 @@ static int hc_response_complete(struct http_client *hc, int eof)
 	return 1;
 }
 
+/* Bytes arrived (or the peer closed): 1 when that ended the exchange (DONE or FAILED). */
+static int hc_check_response(struct http_client *hc, int eof)
+{
+	int rc = hc_response_complete(hc, eof);
+	if (rc < 0) {
+		hc_fail(hc, "malformed HTTP response");
+		return 1;
+	}
+	if (rc == 1) {
+		if (hc->head.close)
+			hc_close(hc);
+		hc->state = HC_DONE;
+		return 1;
+	}
+	return 0;
+}
+
 /* Plain bytes of the request into the engine; 1 when all of them are in. */
 static int tls_feed_request(struct http_client *hc, br_ssl_engine_context *eng)
 {
@@ -1412,7 +1429,6 @@ static void tls_step(struct http_client *hc)
 			progress = 1;
 		}
 		if (st & BR_SSL_RECVAPP) {
-			int rc;
 			buf = br_ssl_engine_recvapp_buf(eng, &len);
 			if (hc->state != HC_RECEIVING || hc->len == hc->cap) {
 				hc_fail(hc, hc->state != HC_RECEIVING ? "data before the request" :
@@ -1424,17 +1440,8 @@ static void tls_step(struct http_client *hc)
 			memcpy(hc->buf + hc->len, buf, len);
 			hc->len += len;
 			br_ssl_engine_recvapp_ack(eng, len);
-			rc = hc_response_complete(hc, 0);
-			if (rc < 0) {
-				hc_fail(hc, "malformed HTTP response");
+			if (hc_check_response(hc, 0))
 				return;
-			}
-			if (rc == 1) {
-				if (hc->head.close)
-					hc_close(hc);
-				hc->state = HC_DONE;
-				return;
-			}
 			progress = 1;
 		}
 		if (st & BR_SSL_SENDREC) {
@@ -1524,7 +1531,6 @@ static void hc_step(struct http_client *hc, short revents, int64_t now)
 	if (!hc->tls && hc->state == HC_RECEIVING && (revents & (POLLIN | POLLHUP | POLLERR))) {
 		for (;;) {
 			ssize_t n;
-			int rc;
 			if (hc->len == hc->cap) {
 				hc_fail(hc, "response too large");
 				return;
@@ -1541,17 +1547,8 @@ static void hc_step(struct http_client *hc, short revents, int64_t now)
 			}
 			if (n > 0)
 				hc->len += (size_t)n;
-			rc = hc_response_complete(hc, n == 0);
-			if (rc < 0) {
-				hc_fail(hc, "malformed HTTP response");
+			if (hc_check_response(hc, n == 0))
 				return;
-			}
-			if (rc == 1) {
-				if (hc->head.close)
-					hc_close(hc);
-				hc->state = HC_DONE;
-				return;
-			}
 			if (n == 0) {
 				hc_fail(hc, hc->len ? "connection closed mid-response" :
 				        "connection closed before a response");

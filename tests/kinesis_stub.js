@@ -13,6 +13,7 @@
 //   stub.script([{ status: 503 }, { recordError: 'InternalFailure' }]); // next requests, in order
 //   stub.defaultAction = { status: 503 };                     // once the script is used up
 //   stub.accepted / stub.requests / stub.connections / stub.tlsConnections / stub.tlsErrors
+//   verifySigV4(request, secretAccessKey) -> null when the request's SigV4 signature is right
 //   await stub.closeIdle();  await stub.close();
 //
 // ACTIONS (one per PutRecords request; after the script runs out, defaultAction, {} at first):
@@ -185,7 +186,7 @@ class KinesisStub extends EventEmitter {
     const req = {
       n: this.requests.length, at: Date.now(), conn, method, url, target, headers,
       records: isPut ? parsed.Records.length : 0, stream: parsed && parsed.StreamName,
-      arn: parsed && parsed.StreamARN, action: null, stored: false, status: 0,
+      arn: parsed && parsed.StreamARN, action: null, stored: false, status: 0, body,
     };
     this.requests.push(req);
     const action = isPut ? (this.plan.length ? this.plan.shift() : this.defaultAction) : { status: 400, type: 'SerializationException' };
@@ -294,4 +295,28 @@ class KinesisStub extends EventEmitter {
   }
 }
 
-module.exports = { KinesisStub };
+// Check a request's AWS Signature Version 4 with the given secret key: null when it is right,
+// else what is wrong. (The stub does not enforce it; tests call this.)
+function verifySigV4(req, secret) {
+  const h = req.headers;
+  const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/
+    .exec(h.authorization || '');
+  if (!m) return `malformed Authorization: ${h.authorization}`;
+  const [, , date, region, service, signed, signature] = m;
+  const amzDate = h['x-amz-date'];
+  if (!amzDate || amzDate.slice(0, 8) !== date) return `X-Amz-Date ${amzDate} does not match the scope date ${date}`;
+  const names = signed.split(';');
+  for (const need of ['host', 'x-amz-date']) if (!names.includes(need)) return `${need} is not signed`;
+  if (h['x-amz-security-token'] && !names.includes('x-amz-security-token')) return 'the session token is not signed';
+  const sha = (x) => crypto.createHash('sha256').update(x).digest('hex');
+  const hmac = (k, x) => crypto.createHmac('sha256', k).update(x).digest();
+  const canonical = ['POST', '/', '', ...names.map((n) => `${n}:${(h[n] || '').trim().replace(/\s+/g, ' ')}`), '',
+    signed, sha(req.body)].join('\n');
+  const scope = `${date}/${region}/${service}/aws4_request`;
+  const sts = ['AWS4-HMAC-SHA256', amzDate, scope, sha(canonical)].join('\n');
+  const key = hmac(hmac(hmac(hmac(`AWS4${secret}`, date), region), service), 'aws4_request');
+  const want = crypto.createHmac('sha256', key).update(sts).digest('hex');
+  return want === signature ? null : 'signature does not match (wrong secret key, or a header/body changed)';
+}
+
+module.exports = { KinesisStub, verifySigV4 };

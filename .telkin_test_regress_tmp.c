@@ -1,0 +1,25 @@
+/*
+ * telkin_test.c - unit tests (cmocka). Tests name the behaviour they pin, one behaviour each.
+ * Shared test data is read from $TELKIN_SHARED (default ../shared beside the checkout).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "telkin.c"
+#include "tests/unit_json.c"
+#include "tests/unit_sigv4.c"
+#include "tests/unit_telkin.c"
+#include "tests/unit_regress.c"
+
+int main(void)
+{
+	int failed = 0;
+	failed += cmocka_run_group_tests_name("json_min", json_tests, NULL, NULL);
+	failed += cmocka_run_group_tests_name("sigv4", sigv4_tests, NULL, NULL);
+	failed += cmocka_run_group_tests_name("telkin", telkin_tests, NULL, NULL);
+	failed += cmocka_run_group_tests_name("regress", regress_tests, NULL, NULL);
+	return failed ? 1 : 0;
+}
