@@ -23,17 +23,23 @@ DEBIAN_MIRROR     := http://deb.debian.org/debian
 SIZE_LIMIT := 307200
 
 # One set of flags for telkin and BearSSL; warnings are errors for our code only.
+# _FORTIFY_SOURCE acts on the host (glibc) builds only: musl has no fortified headers.
 OPT_CFLAGS  := -std=c11 -Os -ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables \
-               -fno-unwind-tables -fstack-protector-strong -fstack-clash-protection \
+               -fno-unwind-tables -fPIE -fstack-protector-strong -fstack-clash-protection \
                -D_FORTIFY_SOURCE=2 -D_DEFAULT_SOURCE
 WARN_CFLAGS := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
                -Wformat=2 -Wvla
-LDFLAGS_STATIC := -static -Wl,--gc-sections -Wl,-z,relro -Wl,-z,now -Wl,-z,noexecstack -s
+LDFLAGS_STATIC := -static-pie -Wl,--gc-sections -Wl,-z,relro -Wl,-z,now -Wl,-z,noexecstack -s
 
 ARCH_CFLAGS_x86_64 := -fcf-protection
 ARCH_CFLAGS_arm64  := -mbranch-protection=standard
-CC_x86_64 := gcc -specs /usr/lib/x86_64-linux-musl/musl-gcc.specs
-CC_arm64  := aarch64-linux-gnu-gcc -specs /usr/lib/aarch64-linux-musl/musl-gcc.specs
+# A static PIE: musl's specs, then build/<arch>/static-pie.specs (below) for its start files.
+MUSL_LIB_x86_64 := /usr/lib/x86_64-linux-musl
+MUSL_LIB_arm64  := /usr/lib/aarch64-linux-musl
+CC_x86_64 := gcc -specs $(MUSL_LIB_x86_64)/musl-gcc.specs \
+             -specs $(abspath $(BUILD))/x86_64/static-pie.specs
+CC_arm64  := aarch64-linux-gnu-gcc -specs $(MUSL_LIB_arm64)/musl-gcc.specs \
+             -specs $(abspath $(BUILD))/arm64/static-pie.specs
 # Host (glibc) build for the unit tests: cmocka comes from Debian and is linked against glibc.
 CC_host   := gcc
 ARCH_CFLAGS_host :=
@@ -51,7 +57,8 @@ TELKIN_HDRS := json_min.h sigv4.h
 .PHONY: all arm64 deps test unit-test asan-test clang-check e2e-test arm64-test infra-test \
         layer demo bench clean distclean
 .DELETE_ON_ERROR:
-.SECONDARY:
+# Keep BearSSL's extracted tree and library (made through pattern chains) between builds.
+.PRECIOUS: $(BUILD)/%/libbearssl.a $(BUILD)/%/$(BEARSSL_TOPDIR)/.extracted
 
 all: $(BUILD)/telkin
 
@@ -98,18 +105,28 @@ $(ANCHORS): tests/gen_trust_anchors.c $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/hos
 	  -o $(BUILD)/host/gen_trust_anchors $(BUILD)/host/libbearssl.a
 	$(BUILD)/host/gen_trust_anchors $(CA_FILES) > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/%/telkin: $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/%/libbearssl.a $(ANCHORS)
+$(BUILD)/%/telkin: $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/%/libbearssl.a $(ANCHORS) Makefile
 	$(CC_$*) $(OPT_CFLAGS) $(ARCH_CFLAGS_$*) $(WARN_CFLAGS) $(call BEARSSL_INC,$*) -I$(BUILD) \
 	  $(TELKIN_SRCS) -o $@ $(LDFLAGS_STATIC) $(BUILD)/$*/libbearssl.a
 	@size=$$(stat -c %s $@); echo "$@: $$size bytes stripped (bound $(SIZE_LIMIT))"; \
 	  test $$size -le $(SIZE_LIMIT) || { echo "$@ is over the size bound" >&2; exit 1; }
 
 # The musl toolchain comes from make deps; order-only, so an install never forces a rebuild.
-$(BUILD)/x86_64/libbearssl.a $(BUILD)/x86_64/telkin: | deps
+$(BUILD)/x86_64/libbearssl.a $(BUILD)/x86_64/telkin: | deps $(BUILD)/x86_64/static-pie.specs
+$(BUILD)/arm64/libbearssl.a $(BUILD)/arm64/telkin: | $(BUILD)/arm64/static-pie.specs
+
+# musl-gcc.specs starts every program with Scrt1.o and names a dynamic linker. A static PIE
+# starts with rcrt1.o, which applies the binary's own relocations before anything else runs, and
+# has no interpreter: this second specs file overrides just those entries (gcc -static-pie).
+$(BUILD)/%/static-pie.specs:
+	@mkdir -p $(@D)
+	@printf '%s\n' '*startfile:' '$(MUSL_LIB_$*)/rcrt1.o $(MUSL_LIB_$*)/crti.o crtbeginS.o%s' '' \
+	  '*endfile:' 'crtendS.o%s $(MUSL_LIB_$*)/crtn.o' '' \
+	  '*link:' '-nostdlib -static -pie --no-dynamic-linker -z text' '' > $@
 
 $(BUILD)/telkin: $(BUILD)/x86_64/telkin
 	cp $< $@.tmp && mv -f $@.tmp $@
-	@file -b $@ | grep -q 'statically linked' || { echo "$@ is not static" >&2; exit 1; }
+	@file -b $@ | grep -q 'static-pie linked' || { echo "$@ is not a static PIE" >&2; exit 1; }
 
 arm64: $(BUILD)/arm64/telkin
 
@@ -164,8 +181,8 @@ clang-check: $(BUILD)/host/libbearssl.a $(ANCHORS)
 	clang $(TEST_CFLAGS) -fsyntax-only telkin_test.c
 
 # Every stage runs, even after a failure, so that one run shows everything that is wrong.
-TEST_STAGES := all arm64 clang-check unit-test asan-test sim-test e2e-test layer-test arm64-test \
-               infra-test
+TEST_STAGES := all arm64 clang-check unit-test asan-test hardening-test sim-test e2e-test \
+               layer-test arm64-test infra-test fuzz-smoke
 test: deps deps-arm64
 	@passed=0; failed=0; failures=""; for stage in $(TEST_STAGES); do \
 	  echo "=== make $$stage"; \

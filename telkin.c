@@ -2594,6 +2594,15 @@ static int kinesis_sign(struct telkin *t)
 /* Kinesis: send, then act on the answer. At-least-once: a record leaves the queue only when   */
 /* Kinesis has taken it (or refused it for good).                                              */
 
+/* Printable ASCII without spaces: what may go into a header value we build. */
+static int header_safe(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e)
+			return 0;
+	return 1;
+}
+
 /* Digits of s[0..n) as a number, or -1. */
 static int digits(const char *s, int n)
 {
@@ -2666,7 +2675,7 @@ static int creds_fetch(struct telkin *t, char *err, size_t errcap)
 	             "Accept: application/json\r\nConnection: close\r\n\r\n", c->creds_uri.path,
 	             c->creds_uri.host_header, auth[0] ? "Authorization: " : "", auth,
 	             auth[0] ? "\r\n" : "");
-	memset(auth, 0, sizeof(auth));
+	explicit_bzero(auth, sizeof(auth));
 	if (n < 0 || (size_t)n >= sizeof(head)) {
 		snprintf(err, errcap, "credentials request too large");
 		return -1;
@@ -2682,10 +2691,10 @@ static int creds_fetch(struct telkin *t, char *err, size_t errcap)
 	if (hc_run(&hc, head, len, NULL, 0, CRED_TIMEOUT_MS) < 0) {
 		snprintf(err, errcap, "credentials provider %.64s: %s", c->creds_uri.host_header,
 		         hc.error);
-		memset(head, 0, sizeof(head));
+		explicit_bzero(head, sizeof(head));
 		return -1;
 	}
-	memset(head, 0, sizeof(head));
+	explicit_bzero(head, sizeof(head));
 	hc_close(&hc);
 	n = json_parse(hc.body, hc.body_len, tk, 64, JSON_MAX_DEPTH, 1, NULL);
 	if (hc.head.status != 200 || n < 0 || tk[0].type != JSON_OBJECT ||
@@ -2693,7 +2702,7 @@ static int creds_fetch(struct telkin *t, char *err, size_t errcap)
 	    (s = json_object_get(hc.body, tk, 0, "SecretAccessKey")) < 0) {
 		snprintf(err, errcap, "credentials provider %.64s answered HTTP %d without credentials",
 		         c->creds_uri.host_header, hc.head.status);
-		memset(resp, 0, sizeof(resp));
+		explicit_bzero(resp, sizeof(resp));
 		return -1;
 	}
 	tok = json_object_get(hc.body, tk, 0, "Token");
@@ -2705,17 +2714,25 @@ static int creds_fetch(struct telkin *t, char *err, size_t errcap)
 	    (tok >= 0 && json_string_copy(hc.body, &tk[tok], c->creds.session_token,
 	                                  sizeof(c->creds.session_token)) < 0)) {
 		snprintf(err, errcap, "credentials from %.64s are malformed", c->creds_uri.host_header);
-		memset(resp, 0, sizeof(resp));
+		explicit_bzero(resp, sizeof(resp));
 		return -1;
 	}
 	if (tok < 0)
 		c->creds.session_token[0] = 0;
+	/* They go into HTTP headers: printable ASCII only (no header injection). */
+	if (!header_safe(c->creds.access_key_id) || !header_safe(c->creds.secret_access_key) ||
+	    !header_safe(c->creds.session_token) || !c->creds.access_key_id[0]) {
+		snprintf(err, errcap, "credentials from %.64s are malformed", c->creds_uri.host_header);
+		explicit_bzero(&c->creds, sizeof(c->creds));
+		explicit_bzero(resp, sizeof(resp));
+		return -1;
+	}
 	c->creds.expires_wall_ms = 0;
 	if (k >= 0 && json_string_copy(hc.body, &tk[k], expiry, sizeof(expiry)) >= 0)
 		c->creds.expires_wall_ms = iso_to_ms(expiry);
 	if (c->creds.expires_wall_ms < 0)
 		c->creds.expires_wall_ms = 0;
-	memset(resp, 0, sizeof(resp));
+	explicit_bzero(resp, sizeof(resp));
 	sigv4_set_credentials(&t->signer, c->creds.access_key_id, c->creds.secret_access_key);
 	return 0;
 }

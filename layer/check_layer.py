@@ -54,7 +54,7 @@ def main(argv):
         desc = subprocess.run(["file", "-b", tmp.name], check=True,
                               capture_output=True, text=True).stdout.strip()
     want = FILE_ARCH[arch]
-    if not desc.startswith("ELF 64-bit LSB") or want not in desc or "statically linked" not in desc:
+    if not desc.startswith("ELF 64-bit LSB") or want not in desc or "static-pie linked" not in desc:
         fail("%s: file(1) says %r, want a static %s ELF executable" % (path, desc, want))
     ok("%s: %s" % (path, desc))
     return 0

@@ -95,5 +95,5 @@ arm64-e2e-test: $(BUILD)/arm64/telkin | deps-arm64
 	  { echo "arm64-e2e-test: no test matched '$(ARM64_E2E_PATTERN)'" >&2; exit 1; }
 
 arm64-test: arm64-unit-test arm64-e2e-test
-	@file -b $(BUILD)/arm64/telkin | grep -q 'ARM aarch64.*statically linked' || \
+	@file -b $(BUILD)/arm64/telkin | grep -q 'ARM aarch64.*static-pie linked' || \
 	  { echo "$(BUILD)/arm64/telkin is not a static aarch64 executable" >&2; exit 1; }

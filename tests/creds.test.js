@@ -26,6 +26,9 @@ const keys = (n) => ({
 });
 const SECRETS = [AUTH_TOKEN, ...[1, 2, 3].flatMap((n) => [keys(n).SecretAccessKey, keys(n).Token])];
 
+// A test of a reported, not yet fixed telkin bug runs as a todo (its failure does not fail the
+// suite) unless TELKIN_STRICT=1; the lead drops the marker with the fix.
+const knownBug = (why) => (process.env.TELKIN_STRICT ? {} : { todo: `telkin bug: ${why}` });
 const d = (name, fn, opts = {}) => test(name, { timeout: 60000, ...opts }, withDiagnostics(fn));
 
 /** The credentials provider: answers[i] for the i-th request, then the last one again. */
@@ -64,8 +67,8 @@ async function stubFor(t, h) {
 }
 
 // Every PutRecords request was signed with credentials n.
-function assertSignedWith(stub, n, from = 0) {
-  for (const r of stub.requests.slice(from)) {
+function assertSignedWith(stub, n, from = 0, to = undefined) {
+  for (const r of stub.requests.slice(from, to)) {
     assert.match(r.headers.authorization, new RegExp(`Credential=${keys(n).AccessKeyId}/`), `request ${r.n}: ${r.headers.authorization}`);
     assert.equal(r.headers['x-amz-security-token'], keys(n).Token, `request ${r.n}: X-Amz-Security-Token`);
     assert.equal(verifySigV4(r, keys(n).SecretAccessKey), null, `request ${r.n}: signature with secret ${n}`);
@@ -147,20 +150,22 @@ d('Expiration within 5 minutes: refreshed before the next send, then not again',
 d('ExpiredTokenException from Kinesis: credentials fetched again, the request resent with them, nothing lost', async (t, h) => {
   const p = await provider(t, [good(1), good(3)]);
   const stub = await stubFor(t, h);
-  stub.script([{ status: 400, type: 'ExpiredTokenException', message: 'The security token included in the request is expired' }]);
+  // As Kinesis does: every request signed with the expired credentials 1 is refused.
+  stub.decide = (req) => (req.headers.authorization.includes(keys(1).AccessKeyId)
+    ? { status: 400, type: 'ExpiredTokenException', message: 'The security token included in the request is expired' } : null);
   const sim = h.sim = await startSim(t, {
     env: { TELKIN_STREAM: 'creds', AWS_ENDPOINT_URL_KINESIS: stub.endpoint, TELKIN_LOG_LEVEL: 'debug', ...containerEnv(p) },
   });
   await runInvokes(sim, 2);
   assert.equal(p.requests.length, 2, `provider asked ${p.requests.length} times`);
-  assertSignedWith(stub, 1, 0);
+  assertSignedWith(stub, 1, 0, 1);
   assertSignedWith(stub, 3, 1);
   const cmp = compare(sim, stub.accepted, { types: TYPES });
   assertClean(t, cmp);
   const sum = parseSummary(sim.stderrLines);
   assert.equal(sum.refused, 0, sum.line);
   assertNoSecrets(sim);
-});
+}, knownBug('creds_refresh() ignores creds_stale while the Expiration is more than 5 minutes away: never refetched'));
 
 d('provider answers 500 at start: init/error Extension.CredentialsFailed, non-zero exit, no secret printed', async (t, h) => {
   const p = await provider(t, [{ status: 500, body: { message: `internal error ${AUTH_TOKEN}` } }]);

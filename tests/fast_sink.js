@@ -10,10 +10,19 @@
 // (measureSink() gives its capacity; bench.js prints it).
 //
 // Module:  const { startSink, startSinkWorker, measureSink } = require('./fast_sink');
-//   startSink({port, counters})   -> {port, stats(), close()}          (in this thread)
-//   startSinkWorker({port})       -> {port, stats(), close()}          (own thread, own core;
-//                                    stats() reads shared memory, no message round trip)
+//   startSink({port, counters, capture, onCapture}) -> {port, stats(), close()}  (in this thread)
+//   startSinkWorker({port, capture}) -> {port, stats(), close(), captured, settle()}  (own thread,
+//                                    own core; stats() reads shared memory, no message round trip)
 //   measureSink({port, records, requests, recordBytes}) -> {requests, records, ms, recordsPerSec}
+//
+// Capture (off unless asked; bench.js --only strategy,packing): the sink then also parses each
+// PutRecords body and decodes every record's Data, and reports per request
+//   {t, records: [{d, k, n, keys}]}
+// t: arrival (the body's last byte read), process.hrtime in ms: the same monotonic clock in every
+// thread of the process, so comparable with the simulator's times; d: Data bytes (decoded); k:
+// PartitionKey bytes; n: events in the record (newline-separated lines, TELKIN_RECORD=ndjson);
+// keys (capture 'events' only): eventKey() of each line. startSinkWorker collects the reports in
+// `captured` (settle() waits until every request so far is there) and calls onCapture(report).
 // CLI:     node fast_sink.js [--port N] [--measure]
 
 const http = require('node:http');
@@ -23,8 +32,38 @@ const CTYPE = 'application/x-amz-json-1.1';
 const TARGET = 'Kinesis_20131202.PutRecords';
 const NEEDLE = Buffer.from('"PartitionKey"');
 const SHARD = 'shardId-000000000000';
-// Counter slots (Float64, exact to 2^53): records, requests, bytes, bad requests.
-const C_RECORDS = 0, C_REQUESTS = 1, C_BYTES = 2, C_BAD = 3, C_SLOTS = 4;
+// Counter slots (Float64, exact to 2^53): records, requests, bytes, bad requests, and with
+// capture on, events (lines of the records' Data).
+const C_RECORDS = 0, C_REQUESTS = 1, C_BYTES = 2, C_BAD = 3, C_EVENTS = 4, C_SLOTS = 5;
+
+const hrNowMs = () => Number(process.hrtime.bigint()) / 1e6;
+
+// One telemetry event's identity, from its JSON text (as the simulator emitted it, or as telkin
+// shipped it, identity members appended): the simulator's log line marker (sim:<id>:<invoke>:<i>)
+// when there is one, else "<type>|<record.requestId>" (platform events).
+const MARKER = /sim:[0-9a-f]+:[a-z0-9]+:\d+/;
+function eventKey(text) {
+  const m = MARKER.exec(text);
+  if (m) return m[0];
+  const type = /"type":"([^"]*)"/.exec(text);
+  const rid = /"requestId":"([^"]*)"/.exec(text);
+  return `${type ? type[1] : '?'}|${rid ? rid[1] : ''}`;
+}
+
+// A capture report for one PutRecords body (see the header).
+function captureOf(t, body, withKeys) {
+  const records = [];
+  let parsed;
+  try { parsed = JSON.parse(body); } catch { return { t, records, bad: true }; }
+  for (const r of parsed.Records || []) {
+    const data = Buffer.from(r.Data || '', 'base64').toString('utf8');
+    const lines = data.split('\n');
+    const rec = { d: Buffer.byteLength(data), k: Buffer.byteLength(r.PartitionKey || ''), n: lines.length };
+    if (withKeys) rec.keys = lines.map(eventKey);
+    records.push(rec);
+  }
+  return { t, records };
+}
 
 // The response for n records, cached: sequence numbers unique within a response.
 const responses = new Map();
@@ -60,6 +99,8 @@ function countRecords(chunks) {
  * @param {object} [o]
  * @param {number} [o.port=0]
  * @param {Float64Array} [o.counters]  where the counts go (shared memory from startSinkWorker)
+ * @param {string} [o.capture]         'sizes' | 'events': decode records, report each request
+ * @param {function} [o.onCapture]     (report) => void
  */
 function startSink(o = {}) {
   const counters = o.counters || new Float64Array(C_SLOTS);
@@ -68,6 +109,7 @@ function startSink(o = {}) {
     let bytes = 0;
     req.on('data', (c) => { chunks.push(c); bytes += c.length; });
     req.on('end', () => {
+      const t = o.capture ? hrNowMs() : 0;
       counters[C_REQUESTS]++;
       counters[C_BYTES] += bytes;
       if (req.method !== 'POST' || req.headers['x-amz-target'] !== TARGET) {
@@ -79,6 +121,11 @@ function startSink(o = {}) {
       }
       const n = countRecords(chunks);
       counters[C_RECORDS] += n;
+      if (o.capture) {
+        const rep = captureOf(t, Buffer.concat(chunks).toString('utf8'), o.capture === 'events');
+        for (const r of rep.records) counters[C_EVENTS] += r.n;
+        if (o.onCapture) o.onCapture(rep);
+      }
       const body = responseFor(n);
       res.writeHead(200, {
         'Content-Type': CTYPE, 'Content-Length': body.length,
@@ -104,27 +151,42 @@ function startSink(o = {}) {
 }
 
 function statsOf(c) {
-  return { records: c[C_RECORDS], requests: c[C_REQUESTS], bytes: c[C_BYTES], bad: c[C_BAD] };
+  return { records: c[C_RECORDS], requests: c[C_REQUESTS], bytes: c[C_BYTES], bad: c[C_BAD], events: c[C_EVENTS] };
 }
 
 // The sink on its own thread: the caller's event loop (a load generator, a simulator) does not
 // slow it down, and its counts are read from shared memory.
+// With o.capture, the reports arrive as messages into `captured` (and onCapture, if set).
 function startSinkWorker(o = {}) {
   const { Worker } = require('node:worker_threads');
   const shared = new SharedArrayBuffer(C_SLOTS * 8);
   const counters = new Float64Array(shared);
-  const worker = new Worker(__filename, { workerData: { fastSink: true, port: o.port || 0, shared } });
+  const worker = new Worker(__filename, {
+    workerData: { fastSink: true, port: o.port || 0, shared, capture: o.capture || null },
+  });
   worker.unref();
+  const captured = [];
   return new Promise((resolve, reject) => {
     worker.once('error', reject);
     worker.once('message', (m) => {
-      resolve({
+      const sink = {
         port: m.port,
         endpoint: `http://127.0.0.1:${m.port}`,
         worker,
+        captured,
+        onCapture: null,
         stats: () => statsOf(counters),
+        // Every request counted so far is in `captured` (bounded wait).
+        settle: async (timeoutMs = 5000) => {
+          const until = Date.now() + timeoutMs;
+          const want = () => counters[C_REQUESTS] - counters[C_BAD];
+          while (captured.length < want() && Date.now() < until) await new Promise((r) => setTimeout(r, 2));
+          return captured.length >= want();
+        },
         close: () => worker.terminate(),
-      });
+      };
+      worker.on('message', (rep) => { captured.push(rep); if (sink.onCapture) sink.onCapture(rep); });
+      resolve(sink);
     });
   });
 }
@@ -164,7 +226,9 @@ async function measureSink({ port, records = 500, requests = 400, recordBytes = 
 const wt = require('node:worker_threads');
 if (!wt.isMainThread && wt.workerData && wt.workerData.fastSink) {
   const counters = new Float64Array(wt.workerData.shared);
-  startSink({ port: wt.workerData.port, counters }).then((s) => wt.parentPort.postMessage({ port: s.port }));
+  const capture = wt.workerData.capture;
+  startSink({ port: wt.workerData.port, counters, capture, onCapture: capture && ((rep) => wt.parentPort.postMessage(rep)) })
+    .then((s) => wt.parentPort.postMessage({ port: s.port }));
 }
 
 // CLI.
@@ -192,4 +256,4 @@ if (wt.isMainThread && require.main === module) {
   })();
 }
 
-module.exports = { startSink, startSinkWorker, measureSink, countRecords, responseFor };
+module.exports = { startSink, startSinkWorker, measureSink, countRecords, responseFor, eventKey, hrNowMs };

@@ -8,7 +8,7 @@
  *   - -1 comes with a non-empty, NUL-terminated message;
  *   - 0 means every value is inside its documented range: stream name 1..128 characters, region
  *     [a-z0-9-]+, an endpoint with a host and a numeric port 1..65535, listen port, buffering,
- *     queue size, flush timeout, at least one event class.
+ *     queue size, flush timeout, at least one event class or platform event name.
  */
 #include "tests/fuzz_telkin.h"
 
@@ -116,7 +116,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		         c.buffer_timeout_ms <= TELEMETRY_TIMEOUT_MAX);
 		FZ_CHECK(c.queue_bytes >= QUEUE_MIN_BYTES && c.queue_bytes <= QUEUE_MAX_BYTES);
 		FZ_CHECK(c.flush_timeout_ms >= 10 && c.flush_timeout_ms <= 60000);
-		FZ_CHECK(c.types && !(c.types & ~(unsigned)(CLASS_PLATFORM | CLASS_FUNCTION |
+		FZ_CHECK((c.types || c.n_platform_names) && c.n_platform_names <= TYPES_MAX_NAMES);
+		FZ_CHECK(!(c.types & ~(unsigned)(CLASS_PLATFORM | CLASS_FUNCTION |
 		                                             CLASS_EXTENSION)));
 		FZ_CHECK(c.record_max_bytes >= 1024 && c.record_max_bytes <= KINESIS_MAX_RECORD_BYTES);
 		FZ_CHECK(c.pk_mode == PK_SANDBOX || c.pk_mode == PK_REQUEST || c.pk_mode == PK_RANDOM);

@@ -12,6 +12,7 @@
 //   await stub.start();  stub.endpoint -> 'http://127.0.0.1:PORT' | 'https://localhost:PORT'
 //   stub.script([{ status: 503 }, { recordError: 'InternalFailure' }]); // next requests, in order
 //   stub.defaultAction = { status: 503 };                     // once the script is used up
+//   stub.decide = (req) => (cond(req.headers) ? action : null); // per request, before the script
 //   stub.accepted / stub.requests / stub.connections / stub.tlsConnections / stub.tlsErrors
 //   verifySigV4(request, secretAccessKey) -> null when the request's SigV4 signature is right
 //   await stub.closeIdle();  await stub.close();
@@ -54,6 +55,7 @@ class KinesisStub extends EventEmitter {
     this.server = null;
     this.plan = [];           // scripted actions, consumed in order
     this.defaultAction = {};  // when the plan is empty
+    this.decide = null;       // (request) => action or null: overrides the plan (e.g. by signer)
     this.requests = [];       // {n, at, conn, target, headers, records, action, stored}
     this.accepted = [];       // {partitionKey, data, json, stream, arn, request}
     this.connections = 0;     // TCP connections accepted
@@ -189,7 +191,9 @@ class KinesisStub extends EventEmitter {
       arn: parsed && parsed.StreamARN, action: null, stored: false, status: 0, body,
     };
     this.requests.push(req);
-    const action = isPut ? (this.plan.length ? this.plan.shift() : this.defaultAction) : { status: 400, type: 'SerializationException' };
+    const decided = isPut && this.decide ? this.decide(req) : null;
+    const action = !isPut ? { status: 400, type: 'SerializationException' }
+      : decided || (this.plan.length ? this.plan.shift() : this.defaultAction);
     // The records as sent (decoded), whatever the answer: to check what a refusal dropped.
     req.data = isPut ? parsed.Records.map((r) => Buffer.from(r.Data, 'base64').toString('utf8')) : [];
     req.action = action;

@@ -87,7 +87,7 @@ fuzz: $(FUZZ_BINS)
 	  $(FUZZ_DIR)/fuzz_$$t $(FUZZ_RUN_OPTS) -max_total_time=$(FUZZ_SECONDS) \
 	    -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t/ \
 	    $(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t > $(FUZZ_DIR)/$$t.log 2>&1; rc=$$?; \
-	  grep -E '^#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss_mb' $(FUZZ_DIR)/$$t.log | \
+	  grep -E '^#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb' $(FUZZ_DIR)/$$t.log | \
 	    sed 's/^/   /'; \
 	  if [ $$rc != 0 ]; then tail -60 $(FUZZ_DIR)/$$t.log; \
 	    echo "fuzz_$$t FAILED (exit $$rc): reproducer in $(FUZZ_DIR)/artifacts/$$t/" >&2; exit 1; fi; \
