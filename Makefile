@@ -196,8 +196,10 @@ test: deps deps-arm64
 
 # Each tests/bench_*.c is a stand-alone driver printing figures; built for the host with -O2.
 BENCH_DRIVERS := $(patsubst tests/%.c,$(BUILD)/host/%,$(wildcard tests/bench_*.c))
-$(BUILD)/host/bench_%: tests/bench_%.c json_min.c sigv4.c $(TELKIN_HDRS) $(BUILD)/host/libbearssl.a
-	$(CC_host) -std=c11 -O2 -D_DEFAULT_SOURCE $(WARN_CFLAGS) $(call BEARSSL_INC,host) -I. \
+$(BUILD)/host/bench_%: tests/bench_%.c json_min.c sigv4.c $(TELKIN_HDRS) $(BUILD)/host/libbearssl.a \
+                      $(ANCHORS)
+	$(CC_host) -std=c11 -O2 -D_DEFAULT_SOURCE -DTELKIN_TEST $(WARN_CFLAGS) $(call BEARSSL_INC,host) \
+	  -I. -I$(BUILD) \
 	  $< json_min.c sigv4.c -o $@ $(BUILD)/host/libbearssl.a
 
 bench: deps $(BENCH_DRIVERS) $(BENCH_EXTRA)

@@ -2780,25 +2780,30 @@ static enum flush_mode flush_effective(const struct telkin *t)
 	return t->cfg.flush_mode == FLUSH_AUTO ? t->auto_mode : t->cfg.flush_mode;
 }
 
-/* When the oldest queued event becomes a period old (periodic shipping). */
+/* end: how long an invocation's first events (the previous one's platform.report, delivered
+ * alone at the thaw) wait for the rest before a PutRecords of their own. */
+#define END_GATHER_MS 100
+
+/* When the oldest queued event becomes a period old (periodic; END_GATHER_MS with end). */
 static int64_t oldest_due_at(const struct telkin *t, int64_t now)
 {
 	const struct queue_entry *e = queue_at(&t->q, t->q.head);
 	int64_t age = (int64_t)(uint32_t)((uint32_t)now - e->queued_at);
-	return now - age + t->cfg.flush_period_ms;
+	return now - age + (flush_effective(t) == FLUSH_PERIODIC ? t->cfg.flush_period_ms :
+	                    END_GATHER_MS);
 }
 
 /*
- * Is a PutRecords due? end: as soon as events wait (they must all be out before the freeze
- * anyway, and sending while the function runs hides the round trips). periodic: when the oldest
- * event is a period old or a full request waits, and always while flushing for SHUTDOWN.
+ * Is a PutRecords due? Always while flushing (before /event/next with end, and for SHUTDOWN).
+ * While the function runs: end ships once the oldest event has waited END_GATHER_MS (sending
+ * while the function runs hides the round trips; the short wait gathers events into fewer
+ * requests), periodic once it is a period old; either as soon as a full request waits.
  */
 static int ship_due(const struct telkin *t, int64_t now)
 {
 	if (t->request_out || !t->q.count || now < t->retry_at)
 		return 0;
-	if (flush_effective(t) != FLUSH_PERIODIC || t->phase == PHASE_FLUSH ||
-	    t->phase == PHASE_SHUTDOWN)
+	if (t->phase == PHASE_FLUSH || t->phase == PHASE_SHUTDOWN)
 		return 1;
 	return now >= oldest_due_at(t, now) || t->q.count >= KINESIS_MAX_RECORDS ||
 	       queue_used(&t->q) >= KINESIS_MAX_REQUEST_BYTES;

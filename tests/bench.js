@@ -446,11 +446,347 @@ async function benchInvoke(sink, a) {
 }
 
 // ------------------------------------------------------------------------------------------------
+// e. Shipping strategies (TELKIN_FLUSH)
+
+// A small deterministic PRNG (mulberry32): every strategy gets the same workload.
+function prng(seed) {
+  let x = seed >>> 0;
+  return () => {
+    x = (x + 0x6d2b79f5) >>> 0;
+    let t = x;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// The workload: `frequent` invokes 100-300 ms apart (from the previous freeze to the next invoke),
+// then `rare` invokes 11 s apart (telkin's auto goes back to end past 10 s), 2-5 log lines each.
+const RARE_GAP_MS = 11000;
+function strategyWorkload(a) {
+  const r = prng(20250101);
+  const w = [];
+  for (let i = 0; i < a.frequent + a.rare; i++) {
+    const gapMs = i === 0 ? 0 : i < a.frequent ? 100 + Math.round(r() * 200) : RARE_GAP_MS;
+    w.push({ gapMs, lines: 2 + Math.floor(r() * 4), rare: i >= a.frequent });
+  }
+  return w;
+}
+
+// One strategy on the workload, against its own capturing sink. Times are process.hrtime in ms
+// (the sink's thread reads the same clock).
+async function runStrategy(flush, workload) {
+  const sink = await startSinkWorker({ capture: 'events' });
+  const sim = new LambdaSim({
+    bin: TELKIN, env: telkinEnv(sink, await freePort(), { TELKIN_FLUSH: flush }), initTimeoutMs: 5000,
+  });
+  const emitted = [];            // {key, t, fn, inv}: platform and function events (TELKIN_TYPES default)
+  const doneAt = new Map();      // requestId -> hand-over of the batch carrying its runtimeDone
+  const freezes = [];            // {t, inv, nextT}
+  let lastNext = 0;
+  sim.on('event', (rec) => {
+    if (rec.category === 'platform' || rec.category === 'function') {
+      emitted.push({ key: eventKey(rec.json), t: hrNowMs(), fn: rec.category === 'function', inv: sim.invokes.length - 1,
+        type: rec.event.type, state: sim.state });
+    }
+  });
+  sim.on('deliver', (d) => {
+    for (const r of d.batch) {
+      if (r.event.type === 'platform.runtimeDone' && !doneAt.has(r.event.record.requestId)) {
+        doneAt.set(r.event.record.requestId, Number(d.hr) / 1e6);
+      }
+    }
+  });
+  sim.on('next', () => { lastNext = hrNowMs(); });
+  sim.on('freeze', () => { freezes.push({ t: hrNowMs(), inv: sim.state === 'idle' ? sim.invokes.length - 1 : -1, nextT: lastNext }); });
+  const added = [];
+  let shutdownT = Infinity, sd;
+  const t0 = Date.now();
+  try {
+    await sim.start();
+    await sim.waitInit();
+    for (const step of workload) {
+      if (step.gapMs) await sleep(step.gapMs);
+      const inv = await sim.invoke({ lines: step.lines });
+      const d = doneAt.get(inv.requestId);
+      if (d !== undefined) added.push(lastNext - d);
+    }
+    await sleep(300);
+    shutdownT = hrNowMs();
+    sd = await sim.shutdown();
+    await sink.settle();
+  } finally {
+    await sim.close();
+    await sink.close();
+  }
+  // First arrival of each event at the sink.
+  const arrival = new Map();
+  for (const rep of sink.captured) {
+    for (const r of rep.records) for (const k of r.keys || []) if (!arrival.has(k)) arrival.set(k, rep.t);
+  }
+  // Function log lines of the invokes: emission -> arrival.
+  const lat = [], latRare = [];
+  let atShutdown = 0, lost = 0, lines = 0;
+  for (const e of emitted) {
+    if (!e.fn || e.inv < 0 || e.state !== 'invoke') continue;
+    lines++;
+    const at = arrival.get(e.key);
+    if (at === undefined) { lost++; continue; }
+    if (at >= shutdownT) { atShutdown++; continue; }
+    lat.push(at - e.t);
+    if (workload[e.inv] && workload[e.inv].rare) latRare.push(at - e.t);
+  }
+  // At each freeze after an invoke: events emitted before that invoke's /event/next (so not its
+  // platform.report, which Lambda emits after the call) that were not at the sink yet.
+  const left = [];
+  const waited = new Set();
+  for (const fz of freezes) {
+    if (fz.inv < 0) continue;
+    let n = 0;
+    for (const e of emitted) {
+      if (e.t >= fz.nextT) break;
+      const at = arrival.get(e.key);
+      if (at === undefined || at > fz.t) { n++; waited.add(e.key); }
+    }
+    left.push(n);
+  }
+  const s = summaryOf(sim);
+  const requests = sink.captured.length;
+  return {
+    flush, added, lat, latRare, atShutdown, lost, lines, left, waited: waited.size, events: emitted.length, s, sd, requests,
+    wallS: (Date.now() - t0) / 1000,
+  };
+}
+
+async function benchStrategy(a) {
+  const workload = strategyWorkload(a);
+  const freq = workload.filter((w) => !w.rare && w.gapMs);
+  const nLines = workload.reduce((x, w) => x + w.lines, 0);
+  console.log(`\n-- shipping strategies (TELKIN_FLUSH), one workload each, own capturing sink: ${workload.length} invokes` +
+    ` (${nLines} log lines, 2-5 per invoke): ${a.frequent} frequent, ${Math.min(...freq.map((w) => w.gapMs))}-` +
+    `${Math.max(...freq.map((w) => w.gapMs))} ms apart (freeze -> next invoke), then ${a.rare} rare, ` +
+    `${RARE_GAP_MS / 1000} s apart (auto turns back to end past 10 s; a real rare phase has minutes between invokes,` +
+    ` and periodic's wait grows with it); SHUTDOWN 0.3 s after the last invoke`);
+  const res = [];
+  for (const flush of ['end', 'periodic:1000', 'auto']) res.push(await runStrategy(flush, workload));
+  const W = 14;
+  console.log(`   ${'TELKIN_FLUSH'.padEnd(W)} ${'added after runtimeDone'.padEnd(24)} ${'log line -> sink'.padEnd(20)}` +
+    ` ${'rare phase'.padEnd(11)} ${'undelivered at freezes'.padEnd(30)} ${'waited'.padEnd(8)} ${'at SHUTDOWN'.padEnd(12)} PutRecords`);
+  console.log(`   ${''.padEnd(W)} ${'p50 / p99 ms'.padEnd(24)} ${'p50 / p99 ms'.padEnd(20)} ${'p50 ms'.padEnd(11)}` +
+    ` ${'per freeze p50/max (freezes)'.padEnd(30)} ${'events'.padEnd(8)} ${'lines'.padEnd(12)}`);
+  for (const r of res) {
+    const leftF = r.left.filter((x) => x > 0).length;
+    r.cells = {
+      added: `${f(med(r.added), 3)} / ${f(pct(r.added, 0.99), 3)}`,
+      lat: `${f(med(r.lat), 1)} / ${f(pct(r.lat, 0.99), 1)}`,
+      rare: f(med(r.latRare), 1),
+      left: `${f(med(r.left), 0)} / ${Math.max(0, ...r.left)} (${leftF} of ${r.left.length})`,
+    };
+    console.log(`   ${r.flush.padEnd(W)} ${r.cells.added.padEnd(24)} ${r.cells.lat.padEnd(20)} ${r.cells.rare.padEnd(11)}` +
+      ` ${r.cells.left.padEnd(30)} ${String(r.waited).padEnd(8)} ${String(r.atShutdown).padEnd(12)} ${r.requests}` +
+      `${r.lost ? `  (${r.lost} lines never arrived)` : ''}`);
+  }
+  for (const r of res) {
+    console.log(`   ${r.flush}: ${r.lines} lines; telkin shipped ${r.s.shipped} events in ${r.s.records ?? '?'} records and` +
+      ` ${r.s.calls} PutRecords, dropped ${r.s.dropped}, lost at exit ${r.s.lost}; exit ${r.sd && r.sd.code}; ${f(r.wallS, 1)} s`);
+  }
+  console.log('   added: from the simulator handing over the batch carrying platform.runtimeDone to the /event/next request,');
+  console.log("   raw (the simulator's HTTP hops, ~0.5 ms, are in it: see the 'invoke' floor); with end it includes the");
+  console.log('   PutRecords round trip to this local sink (a real Kinesis round trip is ~10-30 ms). log line -> sink: every');
+  console.log('   function log line of the invokes, from its emission by the simulator to the arrival of the PutRecords');
+  console.log("   carrying it (with the Telemetry API's 25 ms buffering), except lines that arrived only at SHUTDOWN (counted");
+  console.log('   apart: their wait is set by when SHUTDOWN comes). undelivered at freezes: events emitted before the invoke\'s');
+  console.log('   /event/next and not at the sink when the sandbox froze, per freeze after an invoke (median / max, and in how');
+  console.log('   many freezes any); they wait frozen until the next thaw. waited: distinct events (platform and function) that');
+  console.log("   did. Not counted: each invoke's platform.report, which Lambda emits after /event/next: it always waits.");
+  for (const r of res) {
+    row(`flush=${r.flush}: added p50/p99 | line->sink p50/p99 | undelivered/freeze p50/max (freezes)`,
+      `${r.cells.added} ms | ${r.cells.lat} ms | ${r.cells.left}`, '-', null, CMD('strategy'));
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// f. Record packing (TELKIN_RECORD)
+
+const PUT_UNIT = 25 * 1024; // bytes: Kinesis "PUT Payload Unit", 25 KB chunks of a record
+const KIB = 1024;           // on-demand Data-In: each record rounded up to 1 KB (1,024 bytes)
+
+// Telemetry API batches of a realistic mix, two per invoke as the simulator delivers them when an
+// invoke's logs fit in one buffering window: at the thaw, the previous invoke's platform.report
+// (emitted after /event/next, so held over the freeze) alone; then platform.start, N function log
+// lines (150-300 bytes each; text and JSON format alternate by invoke, as functions differ) and
+// platform.runtimeDone. perInvoke: [min, max] lines.
+function makeMixBatches(totalEvents, perInvoke, seed) {
+  const r = prng(seed);
+  const hex = (n) => Array.from({ length: n }, () => Math.floor(r() * 16).toString(16)).join('');
+  const uuid = () => `${hex(8)}-${hex(4)}-4${hex(3)}-a${hex(3)}-${hex(12)}`;
+  const words = ['order', 'customer', 'payment', 'inventory', 'shipment', 'cache', 'session', 'token', 'retry', 'upstream',
+    'latency', 'dynamodb', 'query', 'items', 'batch', 'checkout', 'validated', 'handler', 'response', 'request'];
+  const msg = (len) => {
+    let m = '';
+    while (m.length < len) m += (m ? ' ' : '') + words[Math.floor(r() * words.length)] + (r() < 0.3 ? `=${Math.floor(r() * 100000)}` : '');
+    return m.slice(0, len);
+  };
+  let clock = Date.UTC(2025, 0, 1, 12, 0, 0);
+  const iso = () => new Date((clock += 1 + Math.floor(r() * 5))).toISOString();
+  const batches = [];
+  let events = 0, inv = 0, prevReport = null;
+  while (events < totalEvents) {
+    const rid = uuid();
+    const json = inv % 2 === 1;
+    if (prevReport) {
+      batches.push({ body: Buffer.from(JSON.stringify([prevReport])), events: 1 });
+      events++;
+    }
+    const evs = [];
+    evs.push({ time: iso(), type: 'platform.start', record: { requestId: rid, version: '$LATEST' } });
+    const n = perInvoke[0] + Math.floor(r() * (perInvoke[1] - perInvoke[0] + 1));
+    for (let i = 0; i < n; i++) {
+      const t = iso();
+      const level = r() < 0.85 ? 'INFO' : r() < 0.7 ? 'WARN' : 'ERROR';
+      if (json) {
+        // {"timestamp","level","requestId","message"}: ~110 bytes of frame; message to 150-300 in all
+        const m = msg(40 + Math.floor(r() * 150));
+        evs.push({ time: t, type: 'function', record: { timestamp: t, level, requestId: rid, message: m } });
+      } else {
+        const m = msg(90 + Math.floor(r() * 150));
+        evs.push({ time: t, type: 'function', record: `${t}\t${rid}\t${level}\t${m}\n` });
+      }
+    }
+    const d = 5 + r() * 200;
+    evs.push({ time: iso(), type: 'platform.runtimeDone', record: {
+      requestId: rid, status: 'success', metrics: { durationMs: +d.toFixed(3), producedBytes: 42 },
+      spans: [{ name: 'responseLatency', start: iso(), durationMs: +(d * 0.9).toFixed(3) },
+        { name: 'responseDuration', start: iso(), durationMs: 0.051 }] } });
+    prevReport = { time: iso(), type: 'platform.report', record: { requestId: rid, status: 'success', metrics: {
+      durationMs: +d.toFixed(3), billedDurationMs: Math.ceil(d), memorySizeMB: 128, maxMemoryUsedMB: 40 + (inv % 7) } } };
+    events += evs.length;
+    batches.push({ body: Buffer.from(JSON.stringify(evs)), events: evs.length });
+    inv++;
+  }
+  return { batches, events };
+}
+
+// Share one large batch's events into Telemetry API batches of at most `per` events (a log-heavy
+// invoke: Lambda sends up to maxItems = 1000 per POST).
+function rebatch(src, per) {
+  const all = src.batches.flatMap((b) => JSON.parse(b.body));
+  const out = [];
+  for (let i = 0; i < all.length; i += per) {
+    const evs = all.slice(i, i + per);
+    out.push({ body: Buffer.from(JSON.stringify(evs)), events: evs.length });
+  }
+  return { batches: out, events: all.length };
+}
+
+// POST each batch to telkin's listener during one invoke and wait until the sink has all of its
+// events before the next (each batch shipped before the next arrives, as with a fast Kinesis).
+// Counted: the sink's requests while the batches are POSTed (the simulator's own invoke events
+// are shipped before and after that window).
+async function runPacking(mode, mix) {
+  const sink = await startSinkWorker({ capture: 'sizes' });
+  const port = await freePort();
+  const sim = await newSim(TELKIN, telkinEnv(sink, port, { TELKIN_RECORD: mode, TELKIN_FLUSH: 'end' }),
+    { functionTimeoutMs: 120000, initLines: 0 });
+  let waiter = null;
+  sink.onCapture = () => { if (waiter) waiter(); };
+  let c0 = 0, c1 = 0, stalled = 0;
+  try {
+    await sim.invoke({ lines: 0 });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const post = (body) => new Promise((resolve, reject) => {
+      const req = http.request({
+        host: '127.0.0.1', port, path: '/', method: 'POST', agent,
+        headers: { 'Content-Type': 'application/json', 'Content-Length': body.length },
+      }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
+      req.on('error', reject);
+      req.end(body);
+    });
+    await sim.invoke({
+      lines: 0,
+      beforeDone: async () => {
+        await sleep(100); // the invoke's platform.start: delivered (25 ms buffering) and shipped
+        await sink.settle();
+        c0 = sink.captured.length;
+        const base = sink.stats().events;
+        let sent = 0;
+        for (const b of mix.batches) {
+          const st = await post(b.body);
+          if (st !== 200) throw new Error(`telkin answered ${st}`);
+          sent += b.events;
+          const until = Date.now() + 2000;
+          while (sink.stats().events - base < sent && Date.now() < until) {
+            await new Promise((r) => { waiter = r; setTimeout(r, 50); });
+            waiter = null;
+          }
+          if (sink.stats().events - base < sent) stalled++;
+        }
+        await sink.settle();
+        c1 = sink.captured.length;
+        agent.destroy();
+      },
+    });
+    await sim.shutdown();
+  } finally {
+    await sim.close();
+    await sink.close();
+  }
+  let records = 0, bytes = 0, units = 0, kib = 0, events = 0;
+  const reps = sink.captured.slice(c0, c1);
+  for (const rep of reps) {
+    for (const r of rep.records) {
+      records++; events += r.n; bytes += r.d + r.k;
+      units += Math.ceil((r.d + r.k) / PUT_UNIT); kib += Math.ceil((r.d + r.k) / KIB);
+    }
+  }
+  return { mode, records, bytes, units, kib, events, requests: reps.length, stalled, s: summaryOf(sim) };
+}
+
+async function benchPacking() {
+  const N = 100000;
+  const mixes = [
+    ['per-invoke batches (2)', makeMixBatches(N, [5, 40], 7)],
+  ];
+  mixes.push(['1000-event batches', rebatch(mixes[0][1], 1000)]);
+  const m0 = mixes[0][1];
+  const avg = m0.batches.reduce((x, b) => x + b.body.length, 0) / m0.events;
+  console.log(`\n-- record packing (TELKIN_RECORD), counted at the sink: ${m0.events} events, two Telemetry API batches per` +
+    ` invoke (the previous invoke's platform.report alone at the thaw, as the simulator delivers it; then platform.start,` +
+    ` 5-40 function log lines of 150-300 B, text and JSON format by invoke, and runtimeDone; avg ${f(avg, 0)} B/event` +
+    ` as Lambda sends it), then the same events in batches` +
+    ` of 1000 (a log-heavy function); each batch POSTed to telkin's listener and shipped (TELKIN_FLUSH=end) before the` +
+    ` next; default partition key (sandbox: all events share it)`);
+  console.log(`   PUT payload units: each record's data + partition key, rounded up to 25 KiB (${PUT_UNIT} B; AWS: "a PUT` +
+    ' Payload Unit is counted in 25KB payload chunks that comprise a record"); on-demand Data-In: each record rounded up' +
+    ' to 1 KiB. Per 100 000 events:');
+  const W = 22;
+  console.log(`   ${'batches'.padEnd(W)} ${'TELKIN_RECORD'.padEnd(14)} ${'records'.padStart(9)} ${'PUT units'.padStart(10)}` +
+    ` ${'requests'.padStart(9)} ${'data+key MB'.padStart(12)} ${'on-demand MB'.padStart(13)} ${'events/record'.padStart(14)}`);
+  for (const [label, mix] of mixes) {
+    const out = {};
+    for (const mode of ['event', 'ndjson']) {
+      const r = await runPacking(mode, mix);
+      const k = N / mix.events;
+      out[mode] = r;
+      console.log(`   ${label.padEnd(W)} ${mode.padEnd(14)} ${f(r.records * k, 0).padStart(9)} ${f(r.units * k, 0).padStart(10)}` +
+        ` ${f(r.requests * k, 0).padStart(9)} ${f(r.bytes * k / 1e6, 2).padStart(12)} ${f(r.kib * k * KIB / 1e6, 2).padStart(13)}` +
+        ` ${f(r.events / r.records, 1).padStart(14)}` +
+        `${r.events !== mix.events ? `  (${r.events} of ${mix.events} events counted)` : ''}${r.stalled ? `  (${r.stalled} batches late)` : ''}`);
+    }
+    const e = out.event, n = out.ndjson, k = N / mix.events;
+    row(`packing, ${label}: event -> ndjson, per 100k events`,
+      `PUT units ${f(e.units * k, 0)} -> ${f(n.units * k, 0)} (${f(e.units / n.units, 1)}x), requests ${f(e.requests * k, 0)}` +
+      ` -> ${f(n.requests * k, 0)}`, '-', null, CMD('packing'));
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
 
 async function main() {
   const a = parseArgs(process.argv.slice(2));
   if (a.help) {
-    console.log('usage: node bench.js [--only cold,rss,tput,invoke] [--runs N] [--events N] [--invokes N]');
+    console.log('usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing] [--runs N] [--events N] [--invokes N]' +
+      ' [--frequent N] [--rare N]');
     return;
   }
   for (const [what, bin] of [['telkin', TELKIN], ['floor program', FLOOR]]) {
@@ -479,6 +815,8 @@ async function main() {
   if (a.only.includes('tput')) await benchTput(sink, a);
   if (a.only.includes('invoke')) await benchInvoke(sink, a);
   await sink.close();
+  if (a.only.includes('packing')) await benchPacking();
+  if (a.only.includes('strategy')) await benchStrategy(a);
 
   const w = [Math.max(...rows.map((r) => r.name.length)), Math.max(...rows.map((r) => r.value.length)), 10];
   console.log(`\n${'figure'.padEnd(w[0])}  ${'value'.padEnd(w[1])}  ${'target'.padEnd(w[2])}  ${'   '}  command`);

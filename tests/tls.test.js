@@ -118,6 +118,8 @@ d('keep-alive: 5 invokes over one TLS connection (one handshake), every event ar
   assertShutdown(sd, sim);
   assertClean(t, compare(sim, stub.accepted, { types: TYPES }));
   assert.ok(stub.requests.length >= 5, `${stub.requests.length} requests`);
+  // A request on a kept-alive connection goes out at once (not when poll() next wakes up).
+  assertFreezeBudget(sim, 0, 300);
   assert.equal(stub.tlsConnections, 1, `${stub.tlsConnections} TLS connections for ${stub.requests.length} requests`);
   assert.equal(new Set(stub.requests.map((r) => r.conn)).size, 1);
   const sum = parseSummary(sim.stderrLines);

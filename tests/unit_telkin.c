@@ -1178,7 +1178,10 @@ static void test_periodic_ships_only_when_oldest_is_a_period_old(void **state)
 	t->phase = PHASE_SHUTDOWN;            /* everything goes at shutdown */
 	assert_true(ship_due(t, now));
 	t->phase = PHASE_INVOKE;
-	t->cfg.flush_mode = FLUSH_END;        /* end: as soon as anything waits */
+	t->cfg.flush_mode = FLUSH_END;        /* end: after a short gathering wait */
+	assert_false(ship_due(t, now));
+	assert_true(ship_due(t, now + END_GATHER_MS));
+	t->phase = PHASE_FLUSH;               /* and at once when flushing before the freeze */
 	assert_true(ship_due(t, now));
 	tk_free(t);
 }
