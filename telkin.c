@@ -998,7 +998,6 @@ struct tls_conn {
 	br_x509_minimal_context xc;
 	unsigned char iobuf[BR_SSL_BUFSIZE_BIDI];
 	const char *server_name;
-	int used_before;                      /* a session to resume exists */
 };
 
 static const char *tls_error_text(int err)
@@ -1169,7 +1168,9 @@ static int trust_add_pem(struct trust_store *ts, const char *pem, size_t len,
 /* The client context: our suites and algorithms only, then the anchors. */
 static void tls_setup(struct tls_conn *tc, const struct trust_store *ts, const char *server_name)
 {
-	static const uint16_t suites[] = {
+	/* AES-GCM first where the CPU has AES instructions BearSSL uses (x86 AES-NI), else
+	 * ChaCha20-Poly1305, which is several times faster than constant-time software AES. */
+	static const uint16_t aes_first[] = {
 		BR_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
 		BR_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
 		BR_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
@@ -1177,6 +1178,15 @@ static void tls_setup(struct tls_conn *tc, const struct trust_store *ts, const c
 		BR_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
 		BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 	};
+	static const uint16_t chacha_first[] = {
+		BR_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		BR_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		BR_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		BR_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		BR_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	};
+	const uint16_t *suites = br_aes_x86ni_ctr_get_vtable() ? aes_first : chacha_first;
 	/* Hashes for the handshake and for certificate signatures (SHA-1 for old chains only). */
 	static const br_hash_class *const hashes[] = {
 		&br_sha1_vtable, &br_sha224_vtable, &br_sha256_vtable, &br_sha384_vtable,
@@ -1190,7 +1200,7 @@ static void tls_setup(struct tls_conn *tc, const struct trust_store *ts, const c
 	br_ssl_client_zero(sc);
 	br_ssl_engine_set_versions(&sc->eng, BR_TLS12, BR_TLS12);
 	br_x509_minimal_init(xc, &br_sha256_vtable, ts->anchors, ts->count);
-	br_ssl_engine_set_suites(&sc->eng, suites, sizeof(suites) / sizeof(suites[0]));
+	br_ssl_engine_set_suites(&sc->eng, suites, sizeof(aes_first) / sizeof(aes_first[0]));
 	br_ssl_engine_set_default_rsavrfy(&sc->eng);
 	br_ssl_engine_set_default_ecdsa(&sc->eng);
 	br_x509_minimal_set_rsa(xc, br_ssl_engine_get_rsavrfy(&sc->eng));
@@ -1207,7 +1217,6 @@ static void tls_setup(struct tls_conn *tc, const struct trust_store *ts, const c
 	br_ssl_engine_set_default_chapol(&sc->eng);
 	br_ssl_engine_set_buffer(&sc->eng, tc->iobuf, sizeof(tc->iobuf), 1);
 	tc->server_name = server_name;
-	tc->used_before = 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -3549,9 +3558,10 @@ static int tls_init(struct telkin *t, char *err, size_t errcap)
 
 	if (!t->cfg.kinesis.tls)
 		return 0;
-	ts->bytes = malloc(TLS_ANCHOR_BYTES);
+	/* Room for TELKIN_CA_FILE's anchors only when there is one: the built-ins are static. */
+	ts->bytes = t->cfg.ca_file ? malloc(TLS_ANCHOR_BYTES) : NULL;
 	t->kin.tls = malloc(sizeof(*t->kin.tls));
-	if (!ts->bytes || !t->kin.tls) {
+	if ((t->cfg.ca_file && !ts->bytes) || !t->kin.tls) {
 		snprintf(err, errcap, "out of memory for TLS");
 		return -1;
 	}
