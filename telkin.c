@@ -87,7 +87,7 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
 #define CLIENT_HEAD_MAX            8192            /* request head incl. a session token */
 #define API_RESPONSE_MAX           (64u << 10)     /* Extensions/Telemetry API responses */
 #define KINESIS_RESPONSE_MAX       (256u << 10)    /* PutRecords response for 500 records */
-#define KINESIS_RESPONSE_TOKENS    4096            /* 500 records x <= 7 tokens + framing */
+#define KINESIS_RESPONSE_TOKENS    (KINESIS_MAX_RECORDS * 16 + 64) /* up to 7 members a record */
 #define KINESIS_REQUEST_TIMEOUT_MS 5000            /* one PutRecords round trip */
 #define API_REQUEST_TIMEOUT_MS     5000            /* register, subscribe, error reports */
 #define RETRY_BASE_MS              25              /* exponential backoff, full jitter */
@@ -1021,6 +1021,10 @@ static const char *tls_error_text(int err)
 		return "TLS: bad signature in the handshake or chain";
 	case BR_ERR_OK:
 		return "TLS: connection closed by peer";
+	case BR_ERR_RECV_FATAL_ALERT + 40: /* handshake_failure: e.g. a TLS 1.0-only server */
+		return "TLS: server refused TLS 1.2 with our cipher suites";
+	case BR_ERR_RECV_FATAL_ALERT + 70: /* protocol_version */
+		return "TLS: server does not speak TLS 1.2 (alert)";
 	default:
 		if (err >= BR_ERR_SEND_FATAL_ALERT)
 			return "TLS: handshake failed (alert sent)";
@@ -1304,6 +1308,10 @@ static void hc_start(struct http_client *hc, const char *head, size_t head_len, 
 			return;
 		}
 	}
+	if (hc->reused) {
+		hc->state = HC_SENDING; /* the TLS session, if any, is already up */
+		return;
+	}
 	hc->state = HC_CONNECTING;
 	if (!in_progress)
 		hc_connected(hc);
@@ -1313,7 +1321,9 @@ static short hc_poll_events(const struct http_client *hc)
 {
 	if (hc->tls && (hc->state == HC_SENDING || hc->state == HC_RECEIVING)) {
 		unsigned st = br_ssl_engine_current_state(&hc->tls->sc.eng);
-		return (short)(((st & BR_SSL_SENDREC) ? POLLOUT : 0) |
+		/* Request bytes the engine can take now: wake at once (the socket is writable). */
+		int feed = hc->state == HC_SENDING && (st & BR_SSL_SENDAPP);
+		return (short)(((st & BR_SSL_SENDREC) || feed ? POLLOUT : 0) |
 		               ((st & BR_SSL_RECVREC) ? POLLIN : 0));
 	}
 	switch (hc->state) {
@@ -1336,11 +1346,20 @@ static int hc_response_complete(struct http_client *hc, int eof)
 
 	if (!hc->head.head_len) {
 		rc = http_parse_head(hc->buf, hc->len, 0, &hc->head);
-		if (rc <= 0)
+		/* An interim 1xx (100 Continue) precedes the real answer (RFC 9110 15.2): skip it. */
+		while (rc == 1 && hc->head.status / 100 == 1 && hc->head.status != 101) {
+			size_t skip = hc->head.head_len;
+			memmove(hc->buf, hc->buf + skip, hc->len - skip);
+			hc->len -= skip;
+			rc = http_parse_head(hc->buf, hc->len, 0, &hc->head);
+		}
+		if (rc <= 0) {
+			hc->head.head_len = 0;
 			return rc;
+		}
 	}
 	hc->body = hc->buf + hc->head.head_len;
-	if (hc->head.status == 204 || hc->head.status == 304 || hc->head.status / 100 == 1) {
+	if (hc->head.status == 204 || hc->head.status == 304 || hc->head.status == 101) {
 		hc->body_len = 0;
 		return 1;
 	}
@@ -2750,10 +2769,10 @@ static int creds_fetch(struct telkin *t, char *err, size_t errcap)
 static void creds_refresh(struct telkin *t, int64_t now)
 {
 	char err[320];
-	if (!t->cfg.container_creds || now < t->creds_retry_at ||
-	    (t->cfg.creds.expires_wall_ms &&
-	     wall_ms() < t->cfg.creds.expires_wall_ms - CRED_REFRESH_EARLY_MS) ||
-	    (!t->cfg.creds.expires_wall_ms && !t->creds_stale))
+	if (!t->cfg.container_creds || now < t->creds_retry_at)
+		return;
+	if (!t->creds_stale && (!t->cfg.creds.expires_wall_ms ||
+	                        wall_ms() < t->cfg.creds.expires_wall_ms - CRED_REFRESH_EARLY_MS))
 		return;
 	if (creds_fetch(t, err, sizeof(err)) < 0) {
 		log_msg(LOG_WARN, "credentials refresh failed: %s; retrying in %d s", err,
@@ -2866,12 +2885,13 @@ static int kinesis_retryable(int status, const char *type)
 /* 1 the first time an error kind is seen: a broken permission must not flood the logs. */
 static int first_time(struct telkin *t, const char *kind)
 {
-	size_t i;
+	size_t cap = sizeof(t->logged_errors[0]), i;
 	for (i = 0; i < 8 && t->logged_errors[i][0]; i++)
-		if (!strcmp(t->logged_errors[i], kind))
+		if (!strncmp(t->logged_errors[i], kind, cap - 1))
 			return 0;
-	if (i < 8)
-		copy_str(t->logged_errors[i], sizeof(t->logged_errors[i]), kind);
+	if (i == 8)
+		return 0; /* eight kinds already said: enough */
+	snprintf(t->logged_errors[i], cap, "%s", kind);
 	return 1;
 }
 
@@ -2988,6 +3008,7 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 		if (kinesis_on_success(t, now) == 0)
 			return;
 		log_msg(LOG_WARN, "PutRecords answered 200 with an unexpected body; retrying");
+		t->stats.putrecords_errors++;
 	} else {
 		char type[96] = "", msg[256] = "";
 		struct json_token *tk = t->resp_toks;

@@ -26,9 +26,6 @@ const keys = (n) => ({
 });
 const SECRETS = [AUTH_TOKEN, ...[1, 2, 3].flatMap((n) => [keys(n).SecretAccessKey, keys(n).Token])];
 
-// A test of a reported, not yet fixed telkin bug runs as a todo (its failure does not fail the
-// suite) unless TELKIN_STRICT=1; the lead drops the marker with the fix.
-const knownBug = (why) => (process.env.TELKIN_STRICT ? {} : { todo: `telkin bug: ${why}` });
 const d = (name, fn, opts = {}) => test(name, { timeout: 60000, ...opts }, withDiagnostics(fn));
 
 /** The credentials provider: answers[i] for the i-th request, then the last one again. */
@@ -165,7 +162,7 @@ d('ExpiredTokenException from Kinesis: credentials fetched again, the request re
   const sum = parseSummary(sim.stderrLines);
   assert.equal(sum.refused, 0, sum.line);
   assertNoSecrets(sim);
-}, knownBug('creds_refresh() ignores creds_stale while the Expiration is more than 5 minutes away: never refetched'));
+}, {});
 
 d('provider answers 500 at start: init/error Extension.CredentialsFailed, non-zero exit, no secret printed', async (t, h) => {
   const p = await provider(t, [{ status: 500, body: { message: `internal error ${AUTH_TOKEN}` } }]);

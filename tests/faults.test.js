@@ -53,9 +53,6 @@ async function run(t, h, { script, env, sim: simOpts, invokes = 3, lines = 10, b
   return { stub, sim, cmp, sum, sd };
 }
 
-// A test of a reported, not yet fixed telkin bug runs as a todo (its failure does not fail the
-// suite) unless TELKIN_STRICT=1; the lead drops the marker with the fix.
-const knownBug = (why) => (process.env.TELKIN_STRICT ? {} : { todo: `telkin bug: ${why}` });
 const d = (name, fn, opts = {}) => test(name, { timeout: 60000, ...opts }, withDiagnostics(fn));
 
 // ---------------------------------------------------------------------------------------------
@@ -146,7 +143,7 @@ d('a non-retryable error type of 70 characters is logged once, not once per requ
   assert.equal(sum.failedCalls, 3, sum.line);
   const logged = sim.stderrLines.filter((l) => l.includes(type));
   assert.equal(logged.length, 1, `logged ${logged.length} times:\n${logged.join('\n')}`);
-}, knownBug('first_time() cannot remember an error kind of 64 characters or more (copy_str fails): logged every time'));
+}, {});
 
 for (const type of ['AccessDeniedException', 'ResourceNotFoundException']) {
   d(`non-retryable 400 ${type}: the refused request's records are dropped, counted, logged once`, async (t, h) => {
@@ -204,4 +201,4 @@ d('an interim 100 Continue before the 200: the final answer counts, nothing refu
   const { cmp, sum } = await run(t, h, { script: [{ interim: true }, { interim: true }], extraRequests: 2 });
   assert.equal(sum.refused, 0, `records refused because of a 1xx answer: ${sum.line}`);
   assertClean(t, cmp);
-}, knownBug('a 1xx interim answer is taken for the final one: its records are refused'));
+}, {});

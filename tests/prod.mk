@@ -5,7 +5,6 @@
 #                    credentials (creds.test.js), and a second Kinesis implementation, kinesis-mock's
 #                    npm build kinesis-local (kinesis_local.test.js). Needs openssl (make deps).
 #
-# Tests of reported, not yet fixed telkin bugs run as todo; TELKIN_STRICT=1 makes them count.
 
 .PHONY: prod-test
 

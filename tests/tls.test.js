@@ -22,9 +22,6 @@ let pki;
 
 test.before(() => { pki = makePki(); });
 
-// A check of a reported, not yet fixed telkin bug runs as a todo (its failure does not fail the
-// suite) unless TELKIN_STRICT=1; the lead drops the marker with the fix.
-const knownBug = (why) => (process.env.TELKIN_STRICT ? {} : { todo: `telkin bug: ${why}` });
 const d = (name, fn, opts = {}) => test(name, { timeout: 60000, ...opts }, withDiagnostics(fn));
 
 async function tlsStub(t, h, tlsOpts) {
@@ -99,7 +96,7 @@ for (const [what, opts, message, withCa, exact] of REFUSED) {
     assert.equal(sum.shipped, 0, sum.line);
     assert.equal(sum.lostAtExit, sum.queued, `what could not be sent is reported lost: ${sum.line}`);
     if (exact) {
-      await t.test('the error names the cause', knownBug(exact[1]), () => assert.match(lines[0], exact[0]));
+      await t.test('the error names the cause', {}, () => assert.match(lines[0], exact[0]));
     }
     t.diagnostic(`${lines[0]}; server-side: ${JSON.stringify(stub.tlsErrors.slice(0, 1))}; ${stub.connections} TCP connections`);
   });
@@ -124,7 +121,7 @@ d('keep-alive: 5 invokes over one TLS connection (one handshake), every event ar
   assert.equal(new Set(stub.requests.map((r) => r.conn)).size, 1);
   const sum = parseSummary(sim.stderrLines);
   assert.equal(sum.connections, 1, `telkin counted ${sum.connections} handshakes: ${sum.line}`);
-}, knownBug('a kept-alive TLS connection gets a new handshake (br_ssl_client_reset) for every request'));
+}, {});
 
 d('the server closes idle connections (close_notify, then a bare TCP close): telkin reconnects, nothing lost', async (t, h) => {
   const stub = await tlsStub(t, h, pki.goodEc);
@@ -147,7 +144,7 @@ d('the server closes idle connections (close_notify, then a bare TCP close): tel
   const sum = parseSummary(sim.stderrLines);
   assert.equal(sum.failedCalls, 0, `a request failed on the way: ${sum.line}`);
   assert.ok(stub.tlsConnections >= 3, `${stub.tlsConnections} TLS connections`);
-  await t.test('exactly one new connection after each close', knownBug('see the keep-alive test'), () => {
+  await t.test('exactly one new connection after each close', {}, () => {
     assert.equal(stub.tlsConnections, 3, `${stub.tlsConnections} TLS connections (expected the first and two reconnects)`);
   });
 });

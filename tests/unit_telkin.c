@@ -1266,6 +1266,72 @@ static void test_emf_line_is_valid_json_with_deltas(void **state)
 	tk_free(t);
 }
 
+static void test_http_client_skips_interim_100_continue(void **state)
+{
+	static char buf[512];
+	static const char resp[] = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"
+	                           "Content-Length: 2\r\n\r\n{}";
+	struct http_client hc;
+	(void)state;
+	memset(&hc, 0, sizeof(hc));
+	hc.buf = buf;
+	hc.cap = sizeof(buf);
+	memcpy(buf, resp, 25); /* the interim answer alone: not complete */
+	hc.len = 25;
+	assert_int_equal(hc_response_complete(&hc, 0), 0);
+	memcpy(buf + hc.len, resp + 25, sizeof(resp) - 1 - 25);
+	hc.len += sizeof(resp) - 1 - 25;
+	assert_int_equal(hc_response_complete(&hc, 0), 1);
+	assert_int_equal(hc.head.status, 200);
+	assert_int_equal(hc.body_len, 2);
+	assert_memory_equal(hc.body, "{}", 2);
+}
+
+static void test_error_kinds_logged_once_even_when_long(void **state)
+{
+	struct telkin t;
+	char kind[200];
+	(void)state;
+	memset(&t, 0, sizeof(t));
+	memset(kind, 'E', sizeof(kind) - 1);
+	kind[sizeof(kind) - 1] = 0;
+	assert_int_equal(first_time(&t, kind), 1);
+	assert_int_equal(first_time(&t, kind), 0);
+	for (int i = 0; i < 7; i++) {
+		char k[8] = { 'k', (char)('0' + i), 0 };
+		assert_int_equal(first_time(&t, k), 1);
+	}
+	assert_int_equal(first_time(&t, "a ninth kind"), 0); /* bounded: eight kinds at most */
+}
+
+static void test_kinesis_full_response_with_null_members_understood(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	static char resp[128 << 10];
+	size_t n;
+	(void)state;
+	tk_fill(t, KINESIS_MAX_RECORDS, 4);
+	assert_int_equal(batch_build(t), KINESIS_MAX_RECORDS);
+	/* kinesis-mock's shape: every member on every record, nulls included */
+	n = (size_t)snprintf(resp, sizeof(resp), "{\"FailedRecordCount\":0,\"Records\":[");
+	for (int i = 0; i < KINESIS_MAX_RECORDS; i++)
+		n += (size_t)snprintf(resp + n, sizeof(resp) - n, "%s{\"EncryptionType\":null,"
+		                      "\"ErrorCode\":null,\"ErrorMessage\":null,\"SequenceNumber\":"
+		                      "\"4959\",\"ShardId\":\"shardId-000000000000\"}", i ? "," : "");
+	snprintf(resp + n, sizeof(resp) - n, "],\"EncryptionType\":\"NONE\"}");
+	tk_respond(t, 200, resp);
+	assert_int_equal(t->q.count, 0);
+	assert_int_equal(t->stats.events_shipped, KINESIS_MAX_RECORDS);
+	tk_free(t);
+}
+
+static void test_tls_alert_handshake_failure_has_clear_text(void **state)
+{
+	(void)state;
+	assert_non_null(strstr(tls_error_text(BR_ERR_RECV_FATAL_ALERT + 40), "TLS 1.2"));
+	assert_true(strlen(tls_error_text(BR_ERR_RECV_FATAL_ALERT + 40)) < 64);
+}
+
 static const struct CMUnitTest telkin_tests[] = {
 	cmocka_unit_test(test_config_requires_stream),
 	cmocka_unit_test(test_config_defaults),
@@ -1328,4 +1394,8 @@ static const struct CMUnitTest telkin_tests[] = {
 	cmocka_unit_test(test_auto_switches_with_invocation_rate),
 	cmocka_unit_test(test_runtime_done_in_periodic_mode_does_not_hold_the_freeze),
 	cmocka_unit_test(test_emf_line_is_valid_json_with_deltas),
+	cmocka_unit_test(test_http_client_skips_interim_100_continue),
+	cmocka_unit_test(test_error_kinds_logged_once_even_when_long),
+	cmocka_unit_test(test_kinesis_full_response_with_null_members_understood),
+	cmocka_unit_test(test_tls_alert_handshake_failure_has_clear_text),
 };
