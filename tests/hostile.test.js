@@ -300,7 +300,10 @@ async function runCases(ctx, cases) {
   const log = [];
   for (const c of cases) {
     const r = await exchange(ctx.port, c.parts, { want: c.want.length, waitClose: !!c.close, timeoutMs: c.timeoutMs || 5000 });
-    const ok = canon(r.statuses) === canon(c.want) && (!c.close || r.closed) && (c.interim === undefined || r.interim === c.interim);
+    // An expected status given as [a, b] accepts either (malformed chunked framing: any clear 4xx).
+    const ok = r.statuses.length === c.want.length &&
+      c.want.every((w, i) => (Array.isArray(w) ? w.includes(r.statuses[i]) : w === r.statuses[i])) &&
+      (!c.close || r.closed) && (c.interim === undefined || r.interim === c.interim);
     log.push(`${ok ? 'ok ' : 'BAD'} ${c.name}: ${JSON.stringify(r.statuses)}${r.closed ? ' closed' : ''}${r.error ? ' ' + r.error : ''} ${r.ms} ms`);
     if (!ok) {
       bad.push(`${c.name}: want ${JSON.stringify(c.want)}${c.close ? ' and close' : ''}, got ${JSON.stringify(r.statuses)} ` +
@@ -326,6 +329,13 @@ hostile('protocol violations: clear 4xx, connection closed where announced, list
   await sim.invoke({ lines: 5 });
   const ev = JSON.stringify([{ time: '2024-01-01T00:00:00.000Z', type: 'function', record: 'x' }]).slice(1, -1);
   const nest = (n) => '['.repeat(n) + ']'.repeat(n);
+  const expectContinue = (b) => [`POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: ${Buffer.byteLength(b)}\r\n\r\n`, 200, b];
+  // LISTEN_MAX_EVENTS small events: the batch stays under the body limit.
+  const maxItems = () => {
+    const evs = Array.from({ length: LISTEN_MAX_EVENTS }, (_, i) => ({ type: 'function', record: `hostile:${RUN}:m${i}` }));
+    ctx.injected.push(...evs);
+    return JSON.stringify(evs);
+  };
   const cases = [
     // Methods and paths.
     { name: 'GET /', parts: ['GET / HTTP/1.1\r\nHost: x\r\n\r\n'], want: [405], close: true },
@@ -375,7 +385,7 @@ hostile('protocol violations: clear 4xx, connection closed where announced, list
     { name: 'NUL byte after the array', parts: [post('[{"type":"function","record":"a"}]\u0000')], want: [400] },
     { name: 'raw control character in a string', parts: [post('[{"type":"function","record":"a\u0001b"}]')], want: [400] },
     { name: `${LISTEN_MAX_EVENTS + 1} events in one batch`, parts: [post('[' + Array(LISTEN_MAX_EVENTS + 1).fill('{}').join(',') + ']')], want: [400] },
-    { name: `${LISTEN_MAX_EVENTS} events in one batch accepted`, parts: [post(batchOf(ctx, 'maxitems', LISTEN_MAX_EVENTS))], want: [200] },
+    { name: `${LISTEN_MAX_EVENTS} events in one batch accepted`, parts: [post(maxItems())], want: [200] },
     // Chunked.
     { name: 'chunked, valid (extension, trailer)', parts: [chunked((() => { const b = batchOf(ctx, 'chunked', 3); return [b.slice(0, 10), b.slice(10, 11), b.slice(11)]; })(), { ext: ';name=v', trailer: 'X-Trailer: 1\r\n' })], want: [200] },
     { name: 'chunked, valid, written a few bytes at a time', parts: chunked([batchOf(ctx, 'chunked-slow', 2)]).match(/[^]{1,7}/g).flatMap((s) => [s, 1]), want: [200], timeoutMs: 8000 },
@@ -389,25 +399,13 @@ hostile('protocol violations: clear 4xx, connection closed where announced, list
     { name: 'two valid batches pipelined in one write', parts: [Buffer.concat([post(batchOf(ctx, 'pipe-a', 2)), post(batchOf(ctx, 'pipe-b', 2))])], want: [200, 200] },
     { name: 'valid, invalid JSON, chunked valid: pipelined in one write', parts: [Buffer.concat([post(batchOf(ctx, 'pipe-c', 1)), post('[nope]'), Buffer.from(chunked([batchOf(ctx, 'pipe-d', 1)]))])], want: [200, 400, 200] },
     { name: 'valid then GET, pipelined', parts: [Buffer.concat([post(batchOf(ctx, 'pipe-e', 1)), Buffer.from('GET / HTTP/1.1\r\n\r\n')])], want: [200, 405], close: true },
-    { name: 'Expect: 100-continue', parts: [(() => { const b = batchOf(ctx, 'expect', 1); return `POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: ${Buffer.byteLength(b)}\r\n\r\n`; })(), 200,
-      ctx.injected[ctx.injected.length - 1] && JSON.stringify([ctx.injected[ctx.injected.length - 1]])], want: [200], interim: 1 },
+    { name: 'Expect: 100-continue', parts: expectContinue(batchOf(ctx, 'expect', 1)), want: [200], interim: 1 },
     { name: 'HTTP/1.0 POST (answered, then closed)', parts: [Buffer.from(post(batchOf(ctx, 'http10', 1)).toString('latin1').replace('HTTP/1.1', 'HTTP/1.0'), 'latin1')], want: [200], close: true },
   ];
-  // Statuses given as [a, b] accept either (malformed chunked framing: any clear 4xx).
   const results = {};
   await sim.invoke({
     lines: 20,
-    beforeDone: async () => {
-      for (const c of cases) {
-        if (Array.isArray(c.want[0])) {
-          const alts = c.want[0];
-          const r = await exchange(ctx.port, c.parts, { want: 1, waitClose: true });
-          c.want = alts.includes(r.statuses[0]) ? [r.statuses[0]] : [alts[0]];
-          c.parts = c.parts; // re-run below with the resolved expectation
-        }
-      }
-      Object.assign(results, await runCases(ctx, cases));
-    },
+    beforeDone: async () => { Object.assign(results, await runCases(ctx, cases)); },
   });
   t.diagnostic(results.log.join('\n'));
   const run = await finishRun(t, ctx);
@@ -460,7 +458,7 @@ hostile('huge strings: accepted up to the body limit; an event over 1 MiB reache
   assert.equal(trunc.length, truncatedWant.length, `${trunc.length} truncated records, want ${truncatedWant.length}`);
   for (const e of truncatedWant) {
     const text = JSON.stringify(e);
-    const r = trunc.find((x) => x.json.record.startsWith(text.slice(0, 60)));
+    const r = trunc.find((x) => x.json.record.startsWith(text.slice(0, 120)));
     assert.ok(r, `no truncated record for ${describe(e)}`);
     const size = Buffer.byteLength(r.data) + Buffer.byteLength(r.partitionKey);
     assert.ok(size <= KINESIS_MAX_RECORD_BYTES, `truncated record of ${size} bytes (data + key) over 1 MiB`);
@@ -594,7 +592,7 @@ hostile('flood of valid batches while Kinesis is down: queue bounded, drops repo
       // three clients of our own, each posting ~1 MiB batches of valid events, while the
       // simulator delivers the 6 MB of log lines above
       const client = async (c) => {
-        for (let round = 0; round < 8; round++) {
+        for (let round = 0; round < 10; round++) {
           const evs = [];
           for (let i = 0; i < 900; i++) evs.push(mkEvent(ctx, `flood:${c}:${round}:${i}`, ` ${pad}`));
           const body = JSON.stringify(evs);
@@ -614,7 +612,7 @@ hostile('flood of valid batches while Kinesis is down: queue bounded, drops repo
     `${(sim.emitted.reduce((s, r) => s + r.bytes, 0) / 1048576).toFixed(1)} MiB; RSS before ${before && before.rss}, ` +
     `max sampled ${maxRss}, VmHWM ${during && during.hwm}; bound ${bound}`);
   assert.deepEqual(Object.keys(statuses), ['200'], `flood answers: ${JSON.stringify(statuses)}`);
-  assert.ok(posted + 6e6 > bound, 'the flood must exceed the memory bound for the check to mean anything');
+  if (!RSS_EXTRA_MB) assert.ok(posted + 6e6 > bound, 'the flood must exceed the memory bound for the check to mean anything');
   await k.start();
   // telkin runs only during invokes: invoke (bounded) until one is shipped before its /event/next.
   let caughtUp = false;
