@@ -1758,6 +1758,7 @@ struct listen_conn {
 	int64_t last_used;        /* eviction order when every slot is taken */
 	int continue_sent;
 	int draining;             /* replied and half-closed: discard input until EOF or timeout */
+	int served;               /* a request was answered on it (a client's keep-alive connection) */
 };
 
 struct stats {
@@ -2252,7 +2253,12 @@ static int listener_process(struct telkin *t, struct listen_conn *c)
 			}
 			return 0;
 		}
-		if (rc < 0 || h.head_len > LISTEN_HEAD_MAX) {
+		if (rc > 0 && h.head_len > LISTEN_HEAD_MAX) {
+			listener_reject(t, c, 431, "Request Header Fields Too Large",
+			                "request head over 8 KiB", 1);
+			return -1;
+		}
+		if (rc < 0) {
 			listener_reject(t, c, 400, "Bad Request", "malformed HTTP request", 1);
 			return -1;
 		}
@@ -2315,6 +2321,7 @@ static int listener_process(struct telkin *t, struct listen_conn *c)
 		} else if (listener_respond(c, 200, "OK", NULL, h.close) < 0) {
 			return -1;
 		}
+		c->served = 1;
 		/* Keep what follows (a pipelined request). */
 		consumed += h.head_len;
 		memmove(c->buf, c->buf + consumed, c->len - consumed);
@@ -2377,11 +2384,24 @@ static void listener_accept(struct telkin *t)
 		for (int i = 0; i < LISTEN_MAX_CONNS && !slot; i++)
 			if (t->conns[i].fd < 0)
 				slot = &t->conns[i];
+		/* Every slot taken: first take in what the idle ones have: a request already sent
+		 * makes its connection busy, a peer that has gone frees its slot. */
 		for (int i = 0; i < LISTEN_MAX_CONNS && !slot; i++) {
 			struct listen_conn *c = &t->conns[i];
-			if (!c->request_started && (!slot || c->last_used < slot->last_used))
+			if (!c->request_started)
+				listener_read(t, c);
+			if (c->fd < 0)
 				slot = c;
 		}
+		/* Then evict a connection that never carried a request before one that did (a
+		 * client's keep-alive connection), the longest-idle first; never a started request. */
+		for (int pass = 0; pass < 2 && !slot; pass++)
+			for (int i = 0; i < LISTEN_MAX_CONNS; i++) {
+				struct listen_conn *c = &t->conns[i];
+				if (!c->request_started && (pass || !c->served) &&
+				    (!slot || c->last_used < slot->last_used))
+					slot = c;
+			}
 		if (!slot) {
 			static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
 			                           "Content-Length: 0\r\nConnection: close\r\n\r\n";
@@ -2393,7 +2413,10 @@ static void listener_accept(struct telkin *t)
 		}
 		listener_close(slot);
 		slot->fd = fd;
+		slot->served = 0;
 		slot->last_used = now_ms();
+		/* A request already sent marks the connection busy now, before the next accept. */
+		listener_read(t, slot);
 	}
 }
 

@@ -9,6 +9,9 @@
 #   make fuzz            every libFuzzer target for FUZZ_SECONDS each (default 60)
 #   make fuzz-smoke      the same for 10 s each (CI), after replaying tests/fuzz/regress/
 #   make fuzz-regress    replay tests/fuzz/regress/<target>/* (every input once, no fuzzing)
+#   make hostile-test    hostile listener traffic against telkin in the simulator (tests/hostile.test.js)
+#   make e2e-asan-test   e2e + hostile suites against an ASan/UBSan build (build/host/asan/telkin)
+#   make valgrind-test   a short scenario under valgrind memcheck (build/host/vg/telkin)
 #
 # Targets are tests/fuzz_<name>.c; seeds are tests/fuzz/corpus/<name>/ (read only: new inputs go
 # to build/fuzz/corpus/<name>/, crashes to build/fuzz/artifacts/<name>/).
@@ -126,23 +129,24 @@ hostile-test: $(BUILD)/telkin tests-npm
 	cd $(TESTS_DIR) && TELKIN_BIN=$(TELKIN_BIN) node --test hostile.test.js
 
 # The simulator gives the extension a clean environment (PATH only), so the sanitizer options
-# reach telkin through the wrapper (env). Every error is fatal (abort: the simulator sees a
-# signal, not exit 0) and its report is written to $(SAN_REPORTS).<pid>; any such file fails the
-# target, whatever the suites said. Leaks are checked: telkin allocates its buffers once and keeps
-# them in a global until exit(), so LeakSanitizer (which reports only unreachable blocks) is quiet
-# unless a pointer is really lost. The memory bound of the flood test is widened for ASan's
-# shadow memory and allocator (HOSTILE_RSS_EXTRA_MB).
-SAN_REPORTS  := $(abspath $(BUILD))/host/asan/reports/san
-ASAN_RUN_OPTS := abort_on_error=1:halt_on_error=1:detect_leaks=1:check_initialization_order=1:strict_string_checks=1:detect_stack_use_after_return=1:log_path=$(SAN_REPORTS)
-UBSAN_RUN_OPTS := abort_on_error=1:halt_on_error=1:print_stacktrace=1:log_path=$(SAN_REPORTS)
+# reach telkin through the wrapper (env, then tests/san_wrap.sh, which also appends telkin's stderr
+# to $(SAN_LOG)). Every error is fatal (abort: the simulator sees SIGABRT, not exit 0, and the
+# test fails) and any report in $(SAN_LOG) fails the target whatever the suites said. Leaks are
+# checked: telkin allocates its buffers once and keeps them in a global until exit(), so
+# LeakSanitizer (which reports only unreachable blocks) is quiet unless a pointer is really lost.
+# The memory bound of the flood test is widened for ASan's shadow memory and allocator.
+SAN_LOG        := $(abspath $(BUILD))/host/asan/stderr.log
+ASAN_RUN_OPTS  := abort_on_error=1:halt_on_error=1:detect_leaks=1:check_initialization_order=1:strict_string_checks=1:detect_stack_use_after_return=1
+UBSAN_RUN_OPTS := abort_on_error=1:halt_on_error=1:print_stacktrace=1
+SAN_PATTERN    := ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|Sanitizer CHECK failed
 
 e2e-asan-test: $(TELKIN_ASAN_BIN) tests-npm
-	@rm -rf $(dir $(SAN_REPORTS)) && mkdir -p $(dir $(SAN_REPORTS))
+	@rm -f $(SAN_LOG) && touch $(SAN_LOG)
 	@cd $(TESTS_DIR) && TELKIN_BIN=$(abspath $(TELKIN_ASAN_BIN)) \
-	  TELKIN_BIN_WRAPPER="env ASAN_OPTIONS=$(ASAN_RUN_OPTS) UBSAN_OPTIONS=$(UBSAN_RUN_OPTS)" \
-	  HOSTILE_RSS_EXTRA_MB=96 HOSTILE_TIME_SCALE=2 node --test e2e.test.js hostile.test.js; rc=$$?; \
-	set -- $(SAN_REPORTS)*; if [ -e "$$1" ]; then cat "$$@"; \
-	  echo "e2e-asan-test: sanitizer report(s) above ($$#)" >&2; exit 1; fi; \
+	  TELKIN_BIN_WRAPPER="env ASAN_OPTIONS=$(ASAN_RUN_OPTS) UBSAN_OPTIONS=$(UBSAN_RUN_OPTS) $(abspath $(TESTS_DIR))/san_wrap.sh $(SAN_LOG)" \
+	  HOSTILE_RSS_EXTRA_MB=16 HOSTILE_TIME_SCALE=2 node --test e2e.test.js hostile.test.js; rc=$$?; \
+	if grep -qE '$(SAN_PATTERN)' $(SAN_LOG); then grep -E -A40 '$(SAN_PATTERN)' $(SAN_LOG) | head -200; \
+	  echo "e2e-asan-test: sanitizer report(s) above (whole stderr: $(SAN_LOG))" >&2; exit 1; fi; \
 	exit $$rc
 
 # valgrind memcheck: any error makes telkin exit 99; the test also wants "ERROR SUMMARY: 0 errors".
