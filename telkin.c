@@ -865,9 +865,11 @@ static int http_parse_head(const char *buf, size_t len, int is_request, struct h
 /*
  * Chunked body in body[0..len). When the last chunk and trailers are all there, the data is
  * compacted in place to body[0..*data_len) and *consumed is the framed length: returns 1.
- * Returns 0 when more bytes are needed (nothing modified), -1 when malformed or the data would
- * exceed limit.
+ * Returns 0 when more bytes are needed (nothing modified), CHUNKED_MALFORMED, or
+ * CHUNKED_TOO_LARGE when the data would exceed limit.
  */
+#define CHUNKED_MALFORMED (-1)
+#define CHUNKED_TOO_LARGE (-2)
 static int chunked_decode(char *body, size_t len, size_t limit, size_t *data_len, size_t *consumed)
 {
 	size_t pos = 0, total = 0, out;
@@ -900,7 +902,7 @@ static int chunked_decode(char *body, size_t len, size_t limit, size_t *data_len
 			if (size == 0)
 				break;
 			if (pass == 0 && (size > limit || total + size > limit))
-				return -1;
+				return CHUNKED_TOO_LARGE;
 			if (len - pos < size + 2)
 				return 0;
 			if (body[pos + size] != '\r' || body[pos + size + 1] != '\n')
@@ -2292,10 +2294,13 @@ static int listener_process(struct telkin *t, struct listen_conn *c)
 		have = c->len - h.head_len;
 		if (h.chunked) {
 			rc = chunked_decode(body, have, t->body_limit, &body_len, &consumed);
-			if (rc < 0) {
-				snprintf(err, sizeof(err), "malformed chunked body or body over %zu bytes",
-				         t->body_limit);
+			if (rc == CHUNKED_TOO_LARGE) {
+				snprintf(err, sizeof(err), "chunked body over %zu bytes", t->body_limit);
 				listener_reject(t, c, 413, "Payload Too Large", err, 1);
+				return -1;
+			}
+			if (rc < 0) {
+				listener_reject(t, c, 400, "Bad Request", "malformed chunked body", 1);
 				return -1;
 			}
 			if (rc == 0) {

@@ -57,7 +57,7 @@ static void check_parsers(const uint8_t *data, size_t size)
 
 	for (int is_request = 0; is_request < 2; is_request++) {
 		rc = http_parse_head((const char *)data, size, is_request, &h);
-		FZ_CHECK(rc >= -1 && rc <= 1);
+		FZ_CHECK(rc >= CHUNKED_TOO_LARGE && rc <= 1);
 		if (rc == 1) {
 			FZ_CHECK(h.head_len >= 4 && h.head_len <= size);
 			if (is_request)
@@ -72,7 +72,7 @@ static void check_parsers(const uint8_t *data, size_t size)
 	{
 		size_t limit = size / 2, data_len = 0, consumed = 0;
 		rc = chunked_decode(copy, size, limit, &data_len, &consumed);
-		FZ_CHECK(rc >= -1 && rc <= 1);
+		FZ_CHECK(rc >= CHUNKED_TOO_LARGE && rc <= 1);
 		if (rc == 1)
 			FZ_CHECK(data_len <= consumed && consumed <= size && data_len <= limit);
 		else if (rc == 0)

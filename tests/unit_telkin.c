@@ -364,9 +364,12 @@ static void test_chunked_body_rejects_bad_framing_and_excess(void **state)
 	char big[] = "10\r\n0123456789abcdef\r\n0\r\n\r\n";
 	size_t len, consumed;
 	(void)state;
-	assert_int_equal(chunked_decode(bad1, sizeof(bad1) - 1, 100, &len, &consumed), -1);
-	assert_int_equal(chunked_decode(bad2, sizeof(bad2) - 1, 100, &len, &consumed), -1);
-	assert_int_equal(chunked_decode(big, sizeof(big) - 1, 15, &len, &consumed), -1);
+	assert_int_equal(chunked_decode(bad1, sizeof(bad1) - 1, 100, &len, &consumed),
+	                 CHUNKED_MALFORMED);
+	assert_int_equal(chunked_decode(bad2, sizeof(bad2) - 1, 100, &len, &consumed),
+	                 CHUNKED_MALFORMED);
+	assert_int_equal(chunked_decode(big, sizeof(big) - 1, 15, &len, &consumed),
+	                 CHUNKED_TOO_LARGE);
 	assert_int_equal(chunked_decode(big, sizeof(big) - 1, 16, &len, &consumed), 1);
 }
 
