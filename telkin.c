@@ -1371,7 +1371,7 @@ static int hc_response_complete(struct http_client *hc, int eof)
 		                    hc->cap - hc->head.head_len, &data_len, &consumed);
 		if (rc == 1)
 			hc->body_len = data_len;
-		return rc;
+		return rc < 0 ? -1 : rc; /* too large for the buffer: as unusable as malformed */
 	}
 	if (hc->head.content_length >= 0) {
 		if (hc->len - hc->head.head_len < (size_t)hc->head.content_length)

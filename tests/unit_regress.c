@@ -72,8 +72,26 @@ static void test_regress_chunked_incomplete_leaves_input_unmodified(void **state
 	}
 }
 
+/* fuzz_response (tests/fuzz/regress/response/chunk-over-buffer): a chunk larger than the
+ * response buffer made hc_response_complete return chunked_decode's -2; its contract is -1/0/1. */
+static void test_regress_response_chunk_over_buffer_is_malformed(void **state)
+{
+	static const char resp[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+	                           "ffff\r\n{\"FailedRecordCount\":0";
+	char buf[128];
+	struct http_client hc;
+	(void)state;
+	memset(&hc, 0, sizeof(hc));
+	memcpy(buf, resp, sizeof(resp) - 1);
+	hc.buf = buf;
+	hc.cap = sizeof(buf);
+	hc.len = sizeof(resp) - 1;
+	assert_int_equal(hc_response_complete(&hc, 0), -1);
+}
+
 static const struct CMUnitTest regress_tests[] = {
 	cmocka_unit_test(test_regress_response_in_pieces_equals_whole),
 	cmocka_unit_test(test_regress_rejected_batch_changes_nothing),
 	cmocka_unit_test(test_regress_chunked_incomplete_leaves_input_unmodified),
+	cmocka_unit_test(test_regress_response_chunk_over_buffer_is_malformed),
 };
