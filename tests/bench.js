@@ -19,8 +19,14 @@
 //   packing TELKIN_RECORD=event vs ndjson: Kinesis records, PUT payload units (25 KiB per record,
 //           data + partition key, rounded up) and PutRecords requests per 100 000 events of a
 //           realistic mix, counted at the sink
+//   tlsrtt  the PutRecords round trip over loopback TLS as telkin sees it: 'invoke''s TELKIN_FLUSH=end
+//           figure (one PutRecords before each /event/next) against the fast sink over plain HTTP and
+//           over HTTPS (https://localhost, TELKIN_CA_FILE = a test CA; ECDSA P-256 and RSA-2048
+//           leaves), on a kept-alive connection, then with the sink closing the connection after each
+//           answer (a new TLS connection per PutRecords: resumed by session ID, or full handshakes
+//           when the sink keeps no sessions); handshakes and resumptions counted by the sink
 //
-// usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing] [--runs N] [--events N]
+// usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt] [--runs N] [--events N]
 //                      [--invokes N] [--frequent N] [--rare N]
 // env:   TELKIN_BIN (default ../build/telkin), FLOOR_BIN (default ../build/x86_64/floor_extension)
 // Every child (extensions, the sink's thread) ends with this process; the run is bounded.
@@ -39,7 +45,7 @@ const BUDGET_MS = 300000;
 
 function parseArgs(argv) {
   const a = {
-    only: ['cold', 'rss', 'tput', 'invoke', 'strategy', 'packing'], runs: 30, events: 500000, invokes: 100,
+    only: ['cold', 'rss', 'tput', 'invoke', 'strategy', 'packing', 'tlsrtt'], runs: 30, events: 500000, invokes: 100,
     frequent: 58, rare: 2,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -785,11 +791,153 @@ async function benchPacking() {
 }
 
 // ------------------------------------------------------------------------------------------------
+// g. PutRecords round trip over loopback TLS
+
+// Invokes per configuration (at most --invokes; ~27 ms each): more where the differences are small.
+const TLS_INVOKES_KEPT = 100, TLS_INVOKES_NEW = 40;
+
+// perInvoke's measurement for several telkins at once, each with its own sink, invoked in turn,
+// `block` invokes at a time (round-robin, the order rotated every round; the others wait frozen):
+// drift in the machine's load hits every configuration alike, and blocks keep caches about as warm
+// as perInvoke's back-to-back invokes. Per spec: {ds, all (every invoke, warm-up included), sim,
+// atInit (its sink's stats once init was done)}. specs: {bin, env, sink, n}.
+async function perInvokeMany(specs, block = 10) {
+  const out = specs.map(() => ({ ds: [], all: [], sim: null, atInit: null }));
+  try {
+    for (let k = 0; k < specs.length; k++) {
+      const o = out[k];
+      o.sim = await newSim(specs[k].bin, specs[k].env);
+      o.atInit = specs[k].sink.stats();
+      o.doneHr = new Map();
+      o.lastNext = 0n;
+      o.sim.on('deliver', (d) => {
+        for (const r of d.batch) {
+          if (r.event.type === 'platform.runtimeDone') o.doneHr.set(r.event.record.requestId, d.hr);
+        }
+      });
+      o.sim.on('next', () => { o.lastNext = process.hrtime.bigint(); });
+    }
+    const left = () => out.some((o, k) => o.all.length < specs[k].n + 5);
+    for (let round = 0; left(); round++) {
+      for (let j = 0; j < specs.length; j++) {
+        const k = (round + j) % specs.length;
+        const o = out[k];
+        for (let b = 0; b < block && o.all.length < specs[k].n + 5; b++) {
+          const inv = await o.sim.invoke({ lines: 0, durationMs: 1 });
+          const h = o.doneHr.get(inv.requestId);
+          o.all.push(h !== undefined ? hrMs(h, o.lastNext) : NaN);
+          if (o.all.length > 5 && h !== undefined) o.ds.push(hrMs(h, o.lastNext));
+        }
+      }
+    }
+    for (const o of out) await o.sim.shutdown();
+  } finally {
+    for (const o of out) if (o.sim) await o.sim.close();
+  }
+  return out;
+}
+
+async function benchTlsRtt(a) {
+  const nKept = Math.min(a.invokes, TLS_INVOKES_KEPT), nNew = Math.min(a.invokes, TLS_INVOKES_NEW);
+  const { makePki } = require('./prod_util');
+  const t0 = Date.now();
+  let pki;
+  try { pki = makePki(); } catch (e) {
+    console.log(`\n-- PutRecords round trip over loopback TLS: skipped, no test PKI (openssl CLI): ${e.message.split('\n')[0]}`);
+    return;
+  }
+  const pkiMs = Date.now() - t0;
+  console.log(`\n-- PutRecords round trip over loopback TLS: ${nKept} invokes per line kept alive, ${nNew} with a new` +
+    ` connection each (5 warm-up), 'invoke''s default types,` +
+    ' TELKIN_FLUSH=end figure (one PutRecords of the invoke\'s platform events before /event/next); each line its own' +
+    ' telkin and fast sink (sink thread), all up at once and invoked in turn, 10 invokes at a time; endpoints' +
+    ' http(s)://localhost:PORT, TELKIN_CA_FILE = a test CA (ECDSA P-256,' +
+    ` made with the openssl CLI in ${pkiMs} ms), leaf as named`);
+  // [label, sink options]
+  const configs = [
+    ['http, kept alive', {}],
+    ['https ECDSA P-256, kept alive', { tls: pki.goodEc }],
+    ['https RSA-2048, kept alive', { tls: pki.good }],
+    ['http, sink closes after each answer', { closeEach: true }],
+    ['https ECDSA, closes, session resumed', { tls: pki.goodEc, closeEach: true }],
+    ['https ECDSA, closes, full handshake', { tls: pki.goodEc, closeEach: true, sessionCache: false }],
+    ['https RSA, closes, full handshake', { tls: pki.good, closeEach: true, sessionCache: false }],
+  ];
+  const res = {};
+  const sinks = [];
+  try {
+    const specs = [];
+    for (const [, so] of configs) {
+      const sink = await startSinkWorker(so);
+      sinks.push(sink);
+      // http://localhost too: a reconnect resolves the same name over HTTP and HTTPS.
+      specs.push({ sink, bin: TELKIN, n: so.closeEach ? nNew : nKept, env: telkinEnv(sink, await freePort(), {
+        TELKIN_FLUSH: 'end', AWS_ENDPOINT_URL_KINESIS: sink.endpoint.replace('127.0.0.1', 'localhost'),
+        ...(so.tls ? { TELKIN_CA_FILE: pki.caFile } : {}),
+      }) });
+    }
+    const out = await perInvokeMany(specs);
+    configs.forEach(([label], k) => {
+      const s = summaryOf(out[k].sim);
+      const hs = /connections (\d+) \(TLS handshakes (\d+)\)/.exec(s.line);
+      res[label] = { ...out[k], st: sinks[k].stats(), s, info: sinks[k].tlsInfo, conns: hs ? Number(hs[1]) : NaN,
+        hss: hs ? Number(hs[2]) : NaN };
+    });
+  } finally {
+    for (const sink of sinks) await sink.close();
+  }
+  const W = 38;
+  console.log(`   ${''.padEnd(W)} ${'median'.padStart(8)} ${'p10'.padStart(7)} ${'p90'.padStart(7)} ${'first'.padStart(7)}` +
+    '   sink: PutRecords, TCP conns, TLS handshakes (resumed), conns at init end; telkin: connections (handshakes)');
+  for (const [label, so] of configs) {
+    const x = res[label];
+    const tlsPart = so.tls ? `, ${x.st.tlsHandshakes} (${x.st.tlsResumed})` : '';
+    console.log(`   ${label.padEnd(W)} ${f(med(x.ds), 3).padStart(8)} ${f(pct(x.ds, 0.1), 3).padStart(7)}` +
+      ` ${f(pct(x.ds, 0.9), 3).padStart(7)} ${f(x.all[0], 3).padStart(7)}   ${x.st.requests}, ${x.st.connections}${tlsPart},` +
+      ` ${x.atInit.connections};` +
+      ` ${x.conns} (${x.hss})${x.s.dropped ? `  (${x.s.dropped} dropped)` : ''}`);
+  }
+  const info = res['https ECDSA P-256, kept alive'].info || {};
+  const infoR = res['https RSA-2048, kept alive'].info || {};
+  console.log(`   negotiated: ${info.protocol} ${info.cipher} (ECDSA leaf), ${infoR.protocol} ${infoR.cipher} (RSA leaf)`);
+  const m = (l) => med(res[l].ds);
+  const p90 = (l) => pct(res[l].ds, 0.9);
+  const d = (l, base) => m(l) - m(base);
+  const sg = (x) => `${x >= 0 ? '+' : ''}${f(x, 3)}`;
+  const H = 'http, kept alive', HC = 'http, sink closes after each answer';
+  const E = 'https ECDSA P-256, kept alive', R = 'https RSA-2048, kept alive';
+  const ER = 'https ECDSA, closes, session resumed', EF = 'https ECDSA, closes, full handshake', RF = 'https RSA, closes, full handshake';
+  const d10 = (l, base) => pct(res[l].ds, 0.1) - pct(res[base].ds, 0.1);
+  console.log(`   TLS cost per PutRecords on a kept-alive connection (median differences): ECDSA ${f(d(E, H), 3)} ms,` +
+    ` RSA ${f(d(R, H), 3)} ms (p10 differences, less moved by load: ${f(d10(E, H), 3)}, ${f(d10(R, H), 3)} ms)`);
+  console.log(`   a new connection per PutRecords, over plain HTTP's (${f(d(HC, H), 3)} ms for TCP alone): resumed TLS` +
+    ` ${f(d(ER, HC), 3)} ms, full handshake ECDSA ${f(d(EF, HC), 3)} ms, RSA ${f(d(RF, HC), 3)} ms`);
+  const initConns = Math.max(...Object.values(res).map((x) => x.atInit.connections));
+  console.log(`   first: the first invoke (one sample, cold code paths in telkin, the simulator and the sink);` +
+    (initConns ? ' some connections were opened during init' : ' no connection is opened during init (the init phase\'s' +
+      ' events come after the first /event/next), so the first invoke\'s PutRecords opens it: TCP + full handshake'));
+  console.log('   Loopback only: a real Kinesis adds network round trips (one more for a resumed handshake, two for a full');
+  console.log('   one, each ~1-30 ms). The sink is node (OpenSSL) on another thread: its side of the crypto is in every figure.');
+  const c = CMD('tlsrtt');
+  const fig = (l) => `${f(m(l), 3)} ms (p90 ${f(p90(l), 3)})`;
+  row('tlsrtt: http kept alive, median (p90)', fig(H), '-', null, c);
+  row('tlsrtt: https ECDSA P-256 kept alive, median (p90)', `${fig(E)}, ${sg(d(E, H))} ms TLS`, '-', null, c);
+  row('tlsrtt: https RSA-2048 kept alive, median (p90)', `${fig(R)}, ${sg(d(R, H))} ms TLS`, '-', null, c);
+  row('tlsrtt: http new conn/PutRecords, median (p90)', `${fig(HC)}, ${sg(d(HC, H))} ms TCP`, '-', null, c);
+  const hsOf = (l) => `${res[l].st.tlsHandshakes} hs, ${res[l].st.tlsResumed} resumed`;
+  row('tlsrtt: https ECDSA new conn, resumed, median (p90)', `${fig(ER)}, ${sg(d(ER, HC))} ms over http (${hsOf(ER)})`, '-', null, c);
+  row('tlsrtt: https ECDSA new conn, full hs, median (p90)', `${fig(EF)}, ${sg(d(EF, HC))} ms over http (${hsOf(EF)})`, '-', null, c);
+  row('tlsrtt: https RSA new conn, full hs, median (p90)', `${fig(RF)}, ${sg(d(RF, HC))} ms over http (${hsOf(RF)})`, '-', null, c);
+  row('tlsrtt: first invoke http / ECDSA / RSA (kept alive)', `${f(res[H].all[0], 3)} / ${f(res[E].all[0], 3)} / ` +
+    `${f(res[R].all[0], 3)} ms`, '-', null, c);
+}
+
+// ------------------------------------------------------------------------------------------------
 
 async function main() {
   const a = parseArgs(process.argv.slice(2));
   if (a.help) {
-    console.log('usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing] [--runs N] [--events N] [--invokes N]' +
+    console.log('usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt] [--runs N] [--events N] [--invokes N]' +
       ' [--frequent N] [--rare N]');
     return;
   }
@@ -821,6 +969,7 @@ async function main() {
   await sink.close();
   if (a.only.includes('packing')) await benchPacking();
   if (a.only.includes('strategy')) await benchStrategy(a);
+  if (a.only.includes('tlsrtt')) await benchTlsRtt(a);
 
   const w = [Math.max(...rows.map((r) => r.name.length)), Math.max(...rows.map((r) => r.value.length)), 10];
   console.log(`\n${'figure'.padEnd(w[0])}  ${'value'.padEnd(w[1])}  ${'target'.padEnd(w[2])}  ${'   '}  command`);

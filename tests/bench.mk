@@ -1,12 +1,13 @@
 # make bench, the part beyond the C micro-benchmarks (tests/bench_*.c): cold start, peak RSS,
-# throughput, time added per invoke, shipping strategies (TELKIN_FLUSH) and record packing
-# (TELKIN_RECORD), measured by tests/bench.js with the Lambda simulator (tests/lambda_sim.js) and
+# throughput, time added per invoke, shipping strategies (TELKIN_FLUSH), record packing
+# (TELKIN_RECORD) and the PutRecords round trip over loopback TLS (tlsrtt: needs the openssl CLI
+# for its test PKI, skipped without it), measured by tests/bench.js with the Lambda simulator (tests/lambda_sim.js) and
 # a fast PutRecords sink (tests/fast_sink.js; it decodes records for the last two). Node built-ins
 # only: no npm install needed. Figures are printed against their targets, never asserted.
 #
 #   make bench                         everything (about two and a half minutes: 'strategy' runs
 #                                      three simulated workloads with 11 s idle gaps in real time)
-#   cd tests && node bench.js --only cold|rss|tput|invoke|strategy|packing [--runs N] [--events N]
+#   cd tests && node bench.js --only cold|rss|tput|invoke|strategy|packing|tlsrtt [--runs N] [--events N]
 #                                      [--invokes N] [--frequent N] [--rare N]
 
 # The floor for the cold start and memory figures: a do-nothing extension built with telkin's

@@ -23,18 +23,28 @@
 // PartitionKey bytes; n: events in the record (newline-separated lines, TELKIN_RECORD=ndjson);
 // keys (capture 'events' only): eventKey() of each line. startSinkWorker collects the reports in
 // `captured` (settle() waits until every request so far is there) and calls onCapture(report).
+// TLS (bench.js --only tlsrtt): startSink/startSinkWorker({tls: {key, cert}}) serves HTTPS
+// instead (endpoint https://localhost:PORT), with a session-ID cache (newSession/resumeSession:
+// node keeps none of its own) unless sessionCache is false (then every new connection is a full
+// handshake). closeEach: every answer carries Connection: close and the connection is closed, so
+// each request needs a new connection. stats() then also counts TCP connections, TLS handshakes,
+// the resumed ones (isSessionReused) and the sessions stored; startSinkWorker's sink.tlsInfo is the
+// first connection's {protocol, cipher}.
 // CLI:     node fast_sink.js [--port N] [--measure]
 
 const http = require('node:http');
+const https = require('node:https');
 const path = require('node:path');
 
 const CTYPE = 'application/x-amz-json-1.1';
 const TARGET = 'Kinesis_20131202.PutRecords';
 const NEEDLE = Buffer.from('"PartitionKey"');
 const SHARD = 'shardId-000000000000';
-// Counter slots (Float64, exact to 2^53): records, requests, bytes, bad requests, and with
-// capture on, events (lines of the records' Data).
-const C_RECORDS = 0, C_REQUESTS = 1, C_BYTES = 2, C_BAD = 3, C_EVENTS = 4, C_SLOTS = 5;
+// Counter slots (Float64, exact to 2^53): records, requests, bytes, bad requests, with capture
+// on, events (lines of the records' Data); TCP connections; with tls, handshakes completed, the
+// resumed ones and the sessions stored.
+const C_RECORDS = 0, C_REQUESTS = 1, C_BYTES = 2, C_BAD = 3, C_EVENTS = 4;
+const C_CONNS = 5, C_TLS = 6, C_RESUMED = 7, C_NEWSESS = 8, C_SLOTS = 9;
 
 const hrNowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
@@ -101,10 +111,15 @@ function countRecords(chunks) {
  * @param {Float64Array} [o.counters]  where the counts go (shared memory from startSinkWorker)
  * @param {string} [o.capture]         'sizes' | 'events': decode records, report each request
  * @param {function} [o.onCapture]     (report) => void
+ * @param {{key, cert}} [o.tls]        serve HTTPS with this key and certificate
+ * @param {boolean} [o.sessionCache=true]  with tls: resume sessions by ID
+ * @param {boolean} [o.closeEach]      Connection: close on every answer
+ * @param {function} [o.onTlsInfo]     ({protocol, cipher}) => void, at the first handshake
  */
 function startSink(o = {}) {
   const counters = o.counters || new Float64Array(C_SLOTS);
-  const server = http.createServer({ keepAliveTimeout: 60000, noDelay: true }, (req, res) => {
+  const opts = { keepAliveTimeout: 60000, noDelay: true };
+  const handler = (req, res) => {
     const chunks = [];
     let bytes = 0;
     req.on('data', (c) => { chunks.push(c); bytes += c.length; });
@@ -127,13 +142,34 @@ function startSink(o = {}) {
         if (o.onCapture) o.onCapture(rep);
       }
       const body = responseFor(n);
-      res.writeHead(200, {
-        'Content-Type': CTYPE, 'Content-Length': body.length,
-        'x-amzn-RequestId': 'fast-sink',
-      });
+      const head = { 'Content-Type': CTYPE, 'Content-Length': body.length, 'x-amzn-RequestId': 'fast-sink' };
+      if (o.closeEach) head.Connection = 'close';
+      res.writeHead(200, head);
       res.end(body);
     });
-  });
+  };
+  const server = o.tls ? https.createServer({ ...opts, key: o.tls.key, cert: o.tls.cert }, handler)
+    : http.createServer(opts, handler);
+  server.on('connection', () => { counters[C_CONNS]++; });
+  if (o.tls) {
+    server.on('secureConnection', (s) => {
+      counters[C_TLS]++;
+      if (s.isSessionReused()) counters[C_RESUMED]++;
+      if (o.onTlsInfo && counters[C_TLS] === 1) {
+        o.onTlsInfo({ protocol: s.getProtocol(), cipher: s.getCipher().name, reused: s.isSessionReused() });
+      }
+    });
+    if (o.sessionCache !== false) {
+      const cache = new Map();
+      server.on('newSession', (id, data, cb) => {
+        counters[C_NEWSESS]++;
+        if (cache.size >= 1000) cache.delete(cache.keys().next().value);
+        cache.set(id.toString('hex'), data);
+        cb();
+      });
+      server.on('resumeSession', (id, cb) => cb(null, cache.get(id.toString('hex')) || null));
+    }
+  }
   server.headersTimeout = 0;
   server.requestTimeout = 0;
   return new Promise((resolve, reject) => {
@@ -142,7 +178,7 @@ function startSink(o = {}) {
       const port = server.address().port;
       resolve({
         port,
-        endpoint: `http://127.0.0.1:${port}`,
+        endpoint: o.tls ? `https://localhost:${port}` : `http://127.0.0.1:${port}`,
         stats: () => statsOf(counters),
         close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(() => r()); }),
       });
@@ -151,7 +187,10 @@ function startSink(o = {}) {
 }
 
 function statsOf(c) {
-  return { records: c[C_RECORDS], requests: c[C_REQUESTS], bytes: c[C_BYTES], bad: c[C_BAD], events: c[C_EVENTS] };
+  return {
+    records: c[C_RECORDS], requests: c[C_REQUESTS], bytes: c[C_BYTES], bad: c[C_BAD], events: c[C_EVENTS],
+    connections: c[C_CONNS], tlsHandshakes: c[C_TLS], tlsResumed: c[C_RESUMED], tlsNewSessions: c[C_NEWSESS],
+  };
 }
 
 // The sink on its own thread: the caller's event loop (a load generator, a simulator) does not
@@ -162,7 +201,10 @@ function startSinkWorker(o = {}) {
   const shared = new SharedArrayBuffer(C_SLOTS * 8);
   const counters = new Float64Array(shared);
   const worker = new Worker(__filename, {
-    workerData: { fastSink: true, port: o.port || 0, shared, capture: o.capture || null },
+    workerData: {
+      fastSink: true, port: o.port || 0, shared, capture: o.capture || null,
+      tls: o.tls ? { key: o.tls.key, cert: o.tls.cert } : null, sessionCache: o.sessionCache !== false, closeEach: !!o.closeEach,
+    },
   });
   worker.unref();
   const captured = [];
@@ -171,8 +213,9 @@ function startSinkWorker(o = {}) {
     worker.once('message', (m) => {
       const sink = {
         port: m.port,
-        endpoint: `http://127.0.0.1:${m.port}`,
+        endpoint: o.tls ? `https://localhost:${m.port}` : `http://127.0.0.1:${m.port}`,
         worker,
+        tlsInfo: null,
         captured,
         onCapture: null,
         stats: () => statsOf(counters),
@@ -185,7 +228,11 @@ function startSinkWorker(o = {}) {
         },
         close: () => worker.terminate(),
       };
-      worker.on('message', (rep) => { captured.push(rep); if (sink.onCapture) sink.onCapture(rep); });
+      worker.on('message', (rep) => {
+        if (rep.tlsInfo) { sink.tlsInfo = rep.tlsInfo; return; }
+        captured.push(rep);
+        if (sink.onCapture) sink.onCapture(rep);
+      });
       resolve(sink);
     });
   });
@@ -227,7 +274,11 @@ const wt = require('node:worker_threads');
 if (!wt.isMainThread && wt.workerData && wt.workerData.fastSink) {
   const counters = new Float64Array(wt.workerData.shared);
   const capture = wt.workerData.capture;
-  startSink({ port: wt.workerData.port, counters, capture, onCapture: capture && ((rep) => wt.parentPort.postMessage(rep)) })
+  const { tls, sessionCache, closeEach } = wt.workerData;
+  startSink({
+    port: wt.workerData.port, counters, capture, onCapture: capture && ((rep) => wt.parentPort.postMessage(rep)),
+    tls, sessionCache, closeEach, onTlsInfo: tls && ((info) => wt.parentPort.postMessage({ tlsInfo: info })),
+  })
     .then((s) => wt.parentPort.postMessage({ port: s.port }));
 }
 
