@@ -79,13 +79,7 @@ function pct(xs, p) {
 const med = (xs) => pct(xs, 0.5);
 const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-}
+const { freePort } = require('./ports');
 
 function procStatus(pid) {
   const out = {};

@@ -21,13 +21,7 @@ const dim = (s) => (tty ? `\x1b[2m${s}\x1b[0m` : s);
 const bold = (s) => (tty ? `\x1b[1m${s}\x1b[0m` : s);
 const width = Math.max(100, (tty && process.stdout.columns) || 160);
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
-  });
-}
+const { freePort } = require('./ports');
 
 function oneLine(j) {
   const r = j.record;

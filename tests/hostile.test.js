@@ -57,16 +57,7 @@ test.after(async () => {
   for (const k of kins) await k.close();
 });
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
+const { freePort } = require('./ports');
 
 const tail = (lines, n = 25) => lines.slice(-n).join('\n');
 

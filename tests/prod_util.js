@@ -72,16 +72,7 @@ function makePki() {
   };
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
+const { freePort } = require('./ports');
 
 function tail(lines, n = 25) { return lines.slice(-n).join('\n'); }
 

@@ -17,16 +17,7 @@ const { compare, describe } = require('./compare');
 const BIN = path.resolve(__dirname, process.env.TELKIN_BIN || '../build/host/vg/telkin');
 const WRAPPER = (process.env.TELKIN_BIN_WRAPPER || path.join(__dirname, 'valgrind_wrap.sh')).split(/\s+/).filter(Boolean);
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
+const { freePort } = require('./ports');
 
 // One connection: write `data`, resolve with the statuses of the responses read until close or
 // `want` responses.
