@@ -8,6 +8,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const http = require('node:http');
+const https = require('node:https');
 const readline = require('node:readline');
 
 const SERVER_JS = path.join(__dirname, 'kinesalite_server.js');
@@ -151,9 +152,12 @@ class KinesisClient {
         'SignedHeaders=host;x-amz-date, Signature=abcd',
       'Content-Length': payload.length,
     };
+    // https endpoints (the TLS tests) bring their own agent, with the test CA.
+    const mod = this.endpoint.protocol === 'https:' ? https : http;
     return new Promise((resolve, reject) => {
-      const req = http.request({
-        host: this.endpoint.hostname, port: this.endpoint.port, method: 'POST', path: '/', headers, agent,
+      const req = mod.request({
+        host: this.endpoint.hostname, port: this.endpoint.port, method: 'POST', path: '/', headers,
+        agent: this.agent || agent,
       }, (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));

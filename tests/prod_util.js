@@ -176,42 +176,11 @@ function assertFreezeBudget(sim, budgetMs, slackMs = 400) {
   }
 }
 
-/** KinesisClient over HTTPS with our CA (kinesis.js's client speaks plain HTTP only). */
+/** KinesisClient over HTTPS, trusting our test CA (the call itself is KinesisClient's). */
 class TlsKinesisClient extends KinesisClient {
   constructor(endpoint, region, ca) {
     super(endpoint, region);
     this.agent = new https.Agent({ keepAlive: true, maxSockets: 4, ca });
-  }
-
-  call(op, body, { timeoutMs = 10000 } = {}) {
-    const payload = Buffer.from(JSON.stringify(body));
-    const amzDate = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
-    const headers = {
-      'Content-Type': 'application/x-amz-json-1.1',
-      'X-Amz-Target': `Kinesis_20131202.${op}`,
-      'X-Amz-Date': amzDate,
-      Authorization: `AWS4-HMAC-SHA256 Credential=AKID/${amzDate.slice(0, 8)}/${this.region}/kinesis/aws4_request, ` +
-        'SignedHeaders=host;x-amz-date, Signature=abcd',
-      'Content-Length': payload.length,
-    };
-    return new Promise((resolve, reject) => {
-      const req = https.request({
-        host: this.endpoint.hostname, port: this.endpoint.port, method: 'POST', path: '/', headers, agent: this.agent,
-      }, (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json = null;
-          try { json = text ? JSON.parse(text) : {}; } catch { json = { message: text }; }
-          if (res.statusCode === 200) resolve(json);
-          else reject(new Error(`Kinesis ${op} ${res.statusCode}: ${text.slice(0, 200)}`));
-        });
-      });
-      req.setTimeout(timeoutMs, () => req.destroy(new Error(`Kinesis ${op}: timeout`)));
-      req.on('error', reject);
-      req.end(payload);
-    });
   }
 
   close() { this.agent.destroy(); }
