@@ -298,6 +298,20 @@ async function benchRss(sink) {
 // ------------------------------------------------------------------------------------------------
 // c. Throughput
 
+// POSTs to telkin's listener on one kept-alive connection, as Lambda delivers: post(body) -> status.
+function listenerPoster(port) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const post = (body) => new Promise((resolve, reject) => {
+    const req = http.request({
+      host: '127.0.0.1', port, path: '/', method: 'POST', agent,
+      headers: { 'Content-Type': 'application/json', 'Content-Length': body.length },
+    }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
+    req.on('error', reject);
+    req.end(body);
+  });
+  return { post, agent };
+}
+
 // Telemetry API events of 200-300 bytes: text and JSON function logs, as Lambda sends them.
 function makeBatches(nBatches, perBatch) {
   const rid = () => '8f5b5b8c-' + Math.random().toString(16).slice(2, 6) + '-4a8e-9c1d-2b7f0e3a6d59';
@@ -337,15 +351,7 @@ async function benchTput(sink, a) {
   let result, hwm;
   try {
     await sim.invoke({ lines: 0 });
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    const post = (body) => new Promise((resolve, reject) => {
-      const req = http.request({
-        host: '127.0.0.1', port, path: '/', method: 'POST', agent,
-        headers: { 'Content-Type': 'application/json', 'Content-Length': body.length },
-      }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
-      req.on('error', reject);
-      req.end(body);
-    });
+    const { post, agent } = listenerPoster(port);
     await sim.invoke({
       lines: 0,
       beforeDone: async () => {
@@ -696,15 +702,7 @@ async function runPacking(mode, mix) {
   let c0 = 0, c1 = 0, stalled = 0;
   try {
     await sim.invoke({ lines: 0 });
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    const post = (body) => new Promise((resolve, reject) => {
-      const req = http.request({
-        host: '127.0.0.1', port, path: '/', method: 'POST', agent,
-        headers: { 'Content-Type': 'application/json', 'Content-Length': body.length },
-      }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
-      req.on('error', reject);
-      req.end(body);
-    });
+    const { post, agent } = listenerPoster(port);
     await sim.invoke({
       lines: 0,
       beforeDone: async () => {
