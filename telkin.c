@@ -1254,6 +1254,19 @@ struct http_client {
 	char error[96];           /* why the last request failed */
 };
 
+/* A client of host:port receiving into buf[cap]; it connects with its first request. */
+static void hc_init(struct http_client *hc, const char *name, const char *host, const char *port,
+                    char *buf, size_t cap)
+{
+	memset(hc, 0, sizeof(*hc));
+	hc->fd = -1;
+	hc->name = name;
+	snprintf(hc->host, sizeof(hc->host), "%s", host);
+	snprintf(hc->port, sizeof(hc->port), "%s", port);
+	hc->buf = buf;
+	hc->cap = cap;
+}
+
 static void hc_close(struct http_client *hc)
 {
 	if (hc->fd >= 0)
@@ -1967,6 +1980,13 @@ static size_t escaped_prefix(const char *s, size_t n, size_t budget)
 	return i;
 }
 
+/* s as the inside of a JSON string into out: at most max bytes, cut between characters. */
+static size_t escape_bounded(char *out, const char *s, size_t max)
+{
+	size_t keep = escaped_prefix(s, strlen(s), max);
+	return json_escape(out, max, s, keep);
+}
+
 /*
  * An event too large for one record: keep its type and time, and as much of its text as fits,
  * as a JSON string, marked "truncated":true.
@@ -2202,12 +2222,9 @@ static int listener_respond(struct listen_conn *c, int status, const char *reaso
 	int n;
 
 	if (message) {
-		size_t mlen = strlen(message);
-		size_t esc = json_escaped_len(message, mlen);
-		if (esc > 200)
-			mlen = escaped_prefix(message, mlen, 200), esc = json_escaped_len(message, mlen);
+		size_t esc;
 		memcpy(body, "{\"errorMessage\":\"", 17);
-		json_escape(body + 17, esc, message, mlen);
+		esc = escape_bounded(body + 17, message, 200);
 		memcpy(body + 17 + esc, "\"}", 2);
 		blen = 17 + esc + 2;
 	}
@@ -2225,13 +2242,13 @@ static int listener_respond(struct listen_conn *c, int status, const char *reaso
 	return close_after ? -1 : 0;
 }
 
-/* Reject a request, count it and say why. */
-static void listener_reject(struct telkin *t, struct listen_conn *c, int status,
-                            const char *reason, const char *message, int close_after)
+/* Reject a request, count it and say why. -1 when the connection was closed. */
+static int listener_reject(struct telkin *t, struct listen_conn *c, int status,
+                           const char *reason, const char *message, int close_after)
 {
 	t->stats.batches_rejected++;
 	log_msg(LOG_WARN, "telemetry request rejected: %d %s", status, message);
-	listener_respond(c, status, reason, message, close_after);
+	return listener_respond(c, status, reason, message, close_after);
 }
 
 /*
@@ -2319,9 +2336,7 @@ static int listener_process(struct telkin *t, struct listen_conn *c)
 		}
 
 		if (ingest_batch(t, body, body_len, err, sizeof(err)) < 0) {
-			t->stats.batches_rejected++;
-			log_msg(LOG_WARN, "telemetry batch rejected: %s", err);
-			if (listener_respond(c, 400, "Bad Request", err, h.close) < 0)
+			if (listener_reject(t, c, 400, "Bad Request", err, h.close) < 0)
 				return -1;
 		} else if (listener_respond(c, 200, "OK", NULL, h.close) < 0) {
 			return -1;
@@ -2736,13 +2751,7 @@ static int creds_fetch(struct telkin *t, char *err, size_t errcap)
 		snprintf(err, errcap, "credentials request too large");
 		return -1;
 	}
-	memset(&hc, 0, sizeof(hc));
-	hc.fd = -1;
-	hc.name = "credentials";
-	memcpy(hc.host, c->creds_uri.host, sizeof(hc.host));
-	memcpy(hc.port, c->creds_uri.port, sizeof(hc.port));
-	hc.buf = resp;
-	hc.cap = sizeof(resp);
+	hc_init(&hc, "credentials", c->creds_uri.host, c->creds_uri.port, resp, sizeof(resp));
 	len = (size_t)n;
 	if (hc_run(&hc, head, len, NULL, 0, CRED_TIMEOUT_MS) < 0) {
 		snprintf(err, errcap, "credentials provider %.64s: %s", c->creds_uri.host_header,
@@ -2923,22 +2932,19 @@ static int first_time(struct telkin *t, const char *kind)
 	return 1;
 }
 
-/* Every event of the request: taken (shipped) or refused for good. */
-static void inflight_done(struct telkin *t, int shipped)
+/* Events in the request (its Kinesis records may pack several). */
+static size_t inflight_events(const struct telkin *t)
 {
-	size_t n = t->inflight_count ? t->inflight_end[t->inflight_count - 1] : 0;
-	for (size_t i = 0; i < n; i++) {
-		struct queue_entry *e = queue_at(&t->q, t->inflight_entries[i]);
-		if (shipped) {
-			t->stats.events_shipped++;
-			t->stats.bytes_shipped += e->data_len;
-		} else {
-			t->stats.events_rejected++;
-		}
-		e->state = ENTRY_DONE;
+	return t->inflight_count ? t->inflight_end[t->inflight_count - 1] : 0;
+}
+
+/* Kinesis refused the request for good: its events leave the queue, counted. */
+static void inflight_refused(struct telkin *t)
+{
+	for (size_t i = 0; i < inflight_events(t); i++) {
+		queue_at(&t->q, t->inflight_entries[i])->state = ENTRY_DONE;
+		t->stats.events_rejected++;
 	}
-	if (shipped)
-		t->stats.kinesis_records += t->inflight_count;
 	t->inflight_count = 0;
 	queue_pop_done(&t->q);
 	report_drops(t);
@@ -2947,7 +2953,7 @@ static void inflight_done(struct telkin *t, int shipped)
 /* Every event of the request stays queued for another attempt. */
 static void inflight_retry(struct telkin *t, int64_t now)
 {
-	t->stats.events_retried += t->inflight_count ? t->inflight_end[t->inflight_count - 1] : 0;
+	t->stats.events_retried += inflight_events(t);
 	t->inflight_count = 0;
 	kinesis_backoff(t, now);
 }
@@ -3066,7 +3072,7 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 			if (first_time(t, type))
 				log_msg(LOG_ERROR, "PutRecords refused: %s: %s; records in such requests "
 				        "are dropped and counted", type, msg);
-			inflight_done(t, 0);
+			inflight_refused(t);
 			return;
 		}
 		log_msg(LOG_DEBUG, "PutRecords %d %s: %s; retrying", hc->head.status, type, msg);
@@ -3200,29 +3206,20 @@ static void api_report_error(struct telkin *t, const char *path, const char *typ
 {
 	char head[1024], body[1024], extra[128], rbuf[2048];
 	struct http_client hc;
-	size_t mlen = strlen(message), esc, len;
+	size_t len;
 	int n;
 
 	log_msg(LOG_ERROR, "%s: %s", type, message);
 	if (!t->extension_id[0])
 		return; /* not registered: Lambda reports the failed extension itself */
-	if (json_escaped_len(message, mlen) > 800)
-		mlen = escaped_prefix(message, mlen, 800);
-	esc = json_escaped_len(message, mlen);
 	n = snprintf(body, sizeof(body), "{\"errorMessage\":\"");
-	json_escape(body + n, esc, message, mlen);
-	n += (int)esc;
+	n += (int)escape_bounded(body + n, message, 800);
 	n += snprintf(body + n, sizeof(body) - (size_t)n, "\",\"errorType\":\"%s\","
 	              "\"stackTrace\":[]}", type);
 	snprintf(extra, sizeof(extra), "Lambda-Extension-Function-Error-Type: %s\r\n"
 	         "Content-Type: application/json\r\n", type);
 	len = api_build_head(t, head, sizeof(head), "POST", path, extra, (size_t)n);
-	memset(&hc, 0, sizeof(hc));
-	hc.fd = -1;
-	memcpy(hc.host, t->api.host, sizeof(hc.host));
-	memcpy(hc.port, t->api.port, sizeof(hc.port));
-	hc.buf = rbuf;
-	hc.cap = sizeof(rbuf);
+	hc_init(&hc, "lambda", t->api.host, t->api.port, rbuf, sizeof(rbuf));
 	if (hc_run(&hc, head, len, body, (size_t)n, API_REQUEST_TIMEOUT_MS) < 0)
 		log_msg(LOG_ERROR, "reporting the error to Lambda failed: %s", hc.error);
 	hc_close(&hc);
