@@ -772,6 +772,23 @@ size_t json_escaped_len(const char *s, size_t n)
 }
 
 /* see json_min.h */
+size_t json_escape_fit(const char *s, size_t n, size_t budget)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i, used = 0;
+
+	for (i = 0; i < n; i++) {
+		size_t w = 1u + escape_extra[u[i]];
+		if (used + w > budget)
+			break;
+		used += w;
+	}
+	while (i > 0 && i < n && (u[i] & 0xC0) == 0x80)
+		i--; /* never split a UTF-8 sequence */
+	return i;
+}
+
+/* see json_min.h */
 size_t json_escape(char *out, size_t cap, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";

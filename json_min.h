@@ -125,6 +125,12 @@ int json_int64(const char *js, const struct json_token *t, int64_t *out);
  * content of out is unspecified. Neither writes a terminating NUL.
  */
 
+/*
+ * The longest prefix of s[0..n) whose escaped form fits in budget bytes, never ending inside a
+ * UTF-8 sequence (for truncating text into a bounded JSON string).
+ */
+size_t json_escape_fit(const char *s, size_t n, size_t budget);
+
 /* Bytes json_escape would write for s[0..n) (without quotes). */
 size_t json_escaped_len(const char *s, size_t n);
 

@@ -1964,26 +1964,10 @@ static void report_drops(struct telkin *t)
 	memset(t->unreported_drop_bytes, 0, sizeof(t->unreported_drop_bytes));
 }
 
-/* Bytes of JSON escaping for a prefix: how many source bytes fit in budget escaped bytes. */
-static size_t escaped_prefix(const char *s, size_t n, size_t budget)
-{
-	size_t used = 0, i;
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		size_t w = (c == '"' || c == '\\') ? 2 : c < 0x20 ? 6 : 1;
-		if (used + w > budget)
-			break;
-		used += w;
-	}
-	while (i > 0 && i < n && ((unsigned char)s[i] & 0xC0) == 0x80)
-		i--; /* never split a UTF-8 sequence */
-	return i;
-}
-
 /* s as the inside of a JSON string into out: at most max bytes, cut between characters. */
 static size_t escape_bounded(char *out, const char *s, size_t max)
 {
-	size_t keep = escaped_prefix(s, strlen(s), max);
+	size_t keep = json_escape_fit(s, strlen(s), max);
 	return json_escape(out, max, s, keep);
 }
 
@@ -2015,7 +1999,7 @@ static void queue_truncated(struct telkin *t, const char *ev, size_t len,
 	                      ",\"truncated\":true,\"originalBytes\":%zu,\"record\":\"", len);
 	/* head + escaped prefix + "\"," + identity + pk within the record limit */
 	budget = KINESIS_MAX_RECORD_BYTES - pk_len - n - 2 - t->identity_len;
-	keep = escaped_prefix(ev, len, budget);
+	keep = json_escape_fit(ev, len, budget);
 	{
 		size_t esc = json_escaped_len(ev, keep);
 		size_t data_len = n + esc + 2 + t->identity_len;

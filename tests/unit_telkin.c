@@ -619,14 +619,16 @@ static void test_ingest_truncates_event_over_record_limit(void **state)
 	tk_free(t);
 }
 
-static void test_escaped_prefix_never_splits_utf8(void **state)
+static void test_escape_fit_never_splits_utf8(void **state)
 {
 	static const char s[] = "ab\xc3\xa9" "cd";
 	(void)state;
-	assert_int_equal(escaped_prefix(s, 6, 3), 2);
-	assert_int_equal(escaped_prefix(s, 6, 4), 4);
-	assert_int_equal(escaped_prefix("a\"b", 3, 2), 1);
-	assert_int_equal(escaped_prefix("a\"b", 3, 3), 2);
+	assert_int_equal(json_escape_fit(s, 6, 3), 2);
+	assert_int_equal(json_escape_fit(s, 6, 4), 4);
+	assert_int_equal(json_escape_fit("a\"b", 3, 2), 1);
+	assert_int_equal(json_escape_fit("a\"b", 3, 3), 2);
+	assert_int_equal(json_escape_fit("a\nb", 3, 3), 2);   /* \n costs 2, not 6 */
+	assert_int_equal(json_escape_fit("a\x01" "b", 3, 6), 1); /* \u0001 costs 6 */
 }
 
 /* ---- batcher and Kinesis answers -------------------------------------------------------- */
@@ -1366,7 +1368,7 @@ static const struct CMUnitTest telkin_tests[] = {
 	cmocka_unit_test(test_ingest_drops_when_full_and_reports_later),
 	cmocka_unit_test(test_drop_report_waits_for_room),
 	cmocka_unit_test(test_ingest_truncates_event_over_record_limit),
-	cmocka_unit_test(test_escaped_prefix_never_splits_utf8),
+	cmocka_unit_test(test_escape_fit_never_splits_utf8),
 	cmocka_unit_test(test_batch_splits_at_500_records),
 	cmocka_unit_test(test_batch_splits_at_5_mib),
 	cmocka_unit_test(test_batch_body_is_putrecords_json_with_base64_data),
