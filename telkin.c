@@ -96,6 +96,24 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
 /* Time budget around a freeze and the end. */
 #define DEADLINE_MARGIN_MS         150             /* stop this long before any deadlineMs */
 #define SHUTDOWN_QUIET_MIN_MS      100             /* telemetry silence that ends SHUTDOWN early */
+/* SnapStart and provisioned concurrency: how long the end-of-init /event/next may wait for
+ * platform.initRuntimeDone. Waiting costs nothing while the runtime still initializes (init ends
+ * when the runtime and every extension are in /event/next); the bound only matters if telemetry
+ * never comes. Then TELKIN_FLUSH_TIMEOUT_MS to ship what init produced. */
+#define INIT_TELEMETRY_WAIT_MS     30000
+/* A kept-alive Kinesis connection idle this long is not trusted after a freeze: reopened before
+ * the next request. Well under the 60 s idle timeouts of AWS load balancers and SDK HTTP clients
+ * (AWS SDK for Java 2.x connectionMaxIdleTime); a reconnect costs one resumed TLS handshake. */
+#define KINESIS_IDLE_REUSE_MS      20000
+/* The first request on a connection kept across a freeze must draw its first response byte
+ * within this many recent round trips (never less than the minimum), else the connection is
+ * taken for dead (state lost while frozen, nothing answers) and the request resent on a new
+ * one at once: a dead connection costs a few round trips, not KINESIS_REQUEST_TIMEOUT_MS. */
+#define KINESIS_PROBE_RTTS         4
+#define KINESIS_PROBE_MIN_MS       100
+/* Managed Instances: a failed /event/next is retried after this, never fatal (an extension that
+ * exits marks the whole environment unhealthy). */
+#define API_RETRY_MS               1000
 
 /* Queue entries: fixed header, then partition key, then data; 8-byte aligned. */
 #define QUEUE_MIN_BYTES            (2u << 20)
@@ -238,6 +256,15 @@ struct credentials {
 	char session_token[CRED_TOKEN_MAX + 1];   /* "" when none */
 	int64_t expires_wall_ms;                 /* 0: never (the environment's) */
 };
+
+/* Forget credentials, member by member (gcc 12 takes the struct's address for its first). */
+static void creds_wipe(struct credentials *cr)
+{
+	explicit_bzero(cr->access_key_id, sizeof(cr->access_key_id));
+	explicit_bzero(cr->secret_access_key, sizeof(cr->secret_access_key));
+	explicit_bzero(cr->session_token, sizeof(cr->session_token));
+	cr->expires_wall_ms = 0;
+}
 
 struct config {
 	char stream_name[KINESIS_MAX_STREAM_NAME + 1];
@@ -1246,6 +1273,8 @@ struct http_client {
 	char *body;               /* response body (de-chunked in place) */
 	size_t body_len;
 	int64_t deadline;         /* monotonic ms; 0 = none (the long-poll) */
+	int probe_ms;             /* > 0: the answer must start this soon after the request is out */
+	int64_t probe_deadline;   /* set when the request is out; 0 = none */
 	int reused;               /* the request went out on a kept-alive connection */
 	struct tls_conn *tls;     /* NULL: plain HTTP */
 	int tls_failed;           /* the last failure was the TLS handshake or verification */
@@ -1309,6 +1338,7 @@ static void hc_start(struct http_client *hc, const char *head, size_t head_len, 
 	hc->body = NULL;
 	hc->body_len = 0;
 	hc->deadline = deadline;
+	hc->probe_deadline = 0;
 	hc->error[0] = 0;
 	hc->tls_failed = 0;
 	hc->reused = hc->fd >= 0;
@@ -1417,6 +1447,15 @@ static int hc_check_response(struct http_client *hc, int eof)
 	return 0;
 }
 
+/* The whole request is out: wait for the answer (within the probe time, when one is set). */
+static void hc_sent(struct http_client *hc)
+{
+	hc->state = HC_RECEIVING;
+	memset(&hc->head, 0, sizeof(hc->head));
+	if (hc->probe_ms > 0)
+		hc->probe_deadline = now_ms() + hc->probe_ms;
+}
+
 /* Plain bytes of the request into the engine; 1 when all of them are in. */
 static int tls_feed_request(struct http_client *hc, br_ssl_engine_context *eng)
 {
@@ -1465,10 +1504,8 @@ static void tls_step(struct http_client *hc)
 			return;
 		}
 		if ((st & BR_SSL_SENDAPP) && hc->state == HC_SENDING) {
-			if (tls_feed_request(hc, eng)) {
-				hc->state = HC_RECEIVING;
-				memset(&hc->head, 0, sizeof(hc->head));
-			}
+			if (tls_feed_request(hc, eng))
+				hc_sent(hc);
 			progress = 1;
 		}
 		if (st & BR_SSL_RECVAPP) {
@@ -1549,8 +1586,7 @@ static void hc_step(struct http_client *hc, short revents, int64_t now)
 				cnt--;
 			}
 			if (!cnt) {
-				hc->state = HC_RECEIVING;
-				memset(&hc->head, 0, sizeof(hc->head));
+				hc_sent(hc);
 				break;
 			}
 			n = writev(hc->fd, iov, cnt);
@@ -1602,6 +1638,33 @@ static void hc_step(struct http_client *hc, short revents, int64_t now)
 	if (hc->deadline && now >= hc->deadline &&
 	    (hc->state == HC_CONNECTING || hc->state == HC_SENDING || hc->state == HC_RECEIVING))
 		hc_fail(hc, "timed out");
+	else if (hc->probe_deadline && now >= hc->probe_deadline && hc->state == HC_RECEIVING &&
+	         hc->len == 0)
+		hc_fail(hc, "no answer on a connection kept across a freeze");
+}
+
+/* The sooner of the exchange's deadlines (0: none). */
+static int64_t hc_next_deadline(const struct http_client *hc)
+{
+	if (hc->probe_deadline && hc->state == HC_RECEIVING && hc->len == 0 &&
+	    (!hc->deadline || hc->probe_deadline < hc->deadline))
+		return hc->probe_deadline;
+	return hc->deadline;
+}
+
+/*
+ * May an idle kept-alive connection carry the next request? Not when the peer closed it, reset
+ * it or sent anything unasked (a TLS alert) while we were not looking (frozen): then a new one.
+ */
+static int hc_idle_usable(const struct http_client *hc)
+{
+	char c;
+	ssize_t n;
+
+	if (hc->fd < 0)
+		return 0;
+	n = recv(hc->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 /* Run one request to completion, blocking (start-up calls only: nothing else is running yet). */
@@ -1759,6 +1822,7 @@ static void queue_pop_done(struct queue *q)
 /* Process state: one struct, passed everywhere.                                               */
 
 enum phase {
+	PHASE_INIT,               /* SnapStart, provisioned: init telemetry ships before /event/next */
 	PHASE_WAIT_EVENT,         /* /event/next is out: Lambda may freeze us at any moment */
 	PHASE_INVOKE,             /* the function runs: ship as telemetry arrives */
 	PHASE_FLUSH,              /* runtimeDone seen: ship the rest, then /event/next */
@@ -1795,7 +1859,17 @@ struct stats {
 	uint64_t reconnects;
 	uint64_t credential_refreshes;
 	uint64_t lost_at_exit;
+	uint64_t api_failures;        /* /event/next failures survived (Managed Instances) */
+	uint64_t restores;            /* SnapStart restores (0 or 1 in one process) */
 };
+
+/*
+ * How Lambda runs this environment: AWS_LAMBDA_INITIALIZATION_TYPE (docs.aws.amazon.com/lambda/
+ * latest/dg/configuration-envvars.html). Managed Instances: SHUTDOWN-only registration, schema
+ * 2025-01-29, many concurrent invocations and no freeze. SnapStart: init runs once, then every
+ * restored environment is a memory copy of this process. Provisioned: init long before use.
+ */
+enum exec_mode { MODE_ON_DEMAND, MODE_PROVISIONED, MODE_SNAPSTART, MODE_MANAGED };
 
 struct telkin {
 	struct config cfg;
@@ -1809,7 +1883,12 @@ struct telkin {
 	size_t identity_len;
 
 	/* Lifecycle. */
+	enum exec_mode mode;
 	enum phase phase;
+	int init_runtime_done;                 /* platform.initRuntimeDone seen */
+	int64_t init_deadline;                 /* PHASE_INIT: stop waiting for initRuntimeDone */
+	int snapshot_pending;                  /* SnapStart: the next wake-up is a restore */
+	int64_t api_retry_at;                  /* Managed Instances: /event/next again after a failure */
 	char request_id[REQUEST_ID_MAX];       /* the invocation under way */
 	char runtime_done_id[REQUEST_ID_MAX];  /* the last platform.runtimeDone's requestId */
 	int64_t invoke_deadline;
@@ -1849,6 +1928,10 @@ struct telkin {
 	struct json_token *resp_toks;          /* KINESIS_RESPONSE_TOKENS */
 	int creds_stale;                       /* Kinesis said the token expired */
 	int64_t request_sent_at;               /* for the PutRecords latency */
+	int64_t kin_used_at;                   /* monotonic ms of the last answer on the connection */
+	int64_t kin_used_wall;                 /* the same, wall clock (a freeze may stop either) */
+	int kin_frozen;                        /* the connection may have lived through a freeze */
+	int64_t kin_rtt_ms;                    /* moving average of PutRecords round trips */
 
 	/* Shipping strategy (TELKIN_FLUSH=auto resolves to end or periodic by invocation rate). */
 	enum flush_mode auto_mode;
@@ -1876,6 +1959,23 @@ static unsigned class_index(unsigned kind)
 {
 	return kind == CLASS_FUNCTION ? 1 : kind == CLASS_EXTENSION ? 2 : 0;
 }
+
+/* The deadline the lifecycle has to meet now; INT64_MAX when none. */
+static int64_t lifecycle_deadline(const struct telkin *t)
+{
+	switch (t->phase) {
+	case PHASE_INVOKE:
+		return t->invoke_deadline;
+	case PHASE_FLUSH:
+		return t->flush_deadline;
+	case PHASE_SHUTDOWN:
+		return t->shutdown_deadline;
+	default:
+		return INT64_MAX;
+	}
+}
+
+static void restore_from_snapshot(struct telkin *t, const char *why);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Tokenizer -> queue: one Telemetry API batch becomes records.                                */
@@ -2075,9 +2175,14 @@ static void ingest_event(struct telkin *t, const char *ev, size_t len)
 		}
 	}
 	kind = event_class(ev, type);
+	/* SnapStart: the first event of a restored copy. Its records carry the new identity. */
+	if (t->snapshot_pending && type && json_string_eq(ev, type, "platform.restoreStart"))
+		restore_from_snapshot(t, "platform.restoreStart");
 	t->stats.events_received++;
 
-	/* telkin's own need: the end of the invocation it is holding open. */
+	/* telkin's own needs: the end of the runtime's init, and of the invocation held open. */
+	if (type && json_string_eq(ev, type, "platform.initRuntimeDone"))
+		t->init_runtime_done = 1;
 	if (type && rid && json_string_eq(ev, type, "platform.runtimeDone") &&
 	    usable_key(ev + rid->start, rid->end - rid->start)) {
 		memcpy(t->runtime_done_id, ev + rid->start, rid->end - rid->start);
@@ -2696,7 +2801,7 @@ static int64_t iso_to_ms(const char *s)
  * the authorization token, read AccessKeyId/SecretAccessKey/Token/Expiration. Blocking, bounded
  * by CRED_TIMEOUT_MS: the provider is local. Secrets go only into t->cfg.creds.
  */
-static int creds_fetch(struct telkin *t, char *err, size_t errcap)
+static int creds_fetch(struct telkin *t, int timeout_ms, char *err, size_t errcap)
 {
 	static char resp[CRED_RESPONSE_MAX];
 	struct config *c = &t->cfg;
@@ -2737,7 +2842,7 @@ static int creds_fetch(struct telkin *t, char *err, size_t errcap)
 	}
 	hc_init(&hc, "credentials", c->creds_uri.host, c->creds_uri.port, resp, sizeof(resp));
 	len = (size_t)n;
-	if (hc_run(&hc, head, len, NULL, 0, CRED_TIMEOUT_MS) < 0) {
+	if (hc_run(&hc, head, len, NULL, 0, timeout_ms) < 0) {
 		snprintf(err, errcap, "credentials provider %.64s: %s", c->creds_uri.host_header,
 		         hc.error);
 		explicit_bzero(head, sizeof(head));
@@ -2772,7 +2877,7 @@ static int creds_fetch(struct telkin *t, char *err, size_t errcap)
 	if (!header_safe(c->creds.access_key_id) || !header_safe(c->creds.secret_access_key) ||
 	    !header_safe(c->creds.session_token) || !c->creds.access_key_id[0]) {
 		snprintf(err, errcap, "credentials from %.64s are malformed", c->creds_uri.host_header);
-		explicit_bzero(&c->creds, sizeof(c->creds));
+		creds_wipe(&c->creds);
 		explicit_bzero(resp, sizeof(resp));
 		return -1;
 	}
@@ -2786,16 +2891,24 @@ static int creds_fetch(struct telkin *t, char *err, size_t errcap)
 	return 0;
 }
 
-/* Refresh container credentials ahead of their expiry (and after an ExpiredToken). */
+/*
+ * Refresh container credentials ahead of their expiry (and after an ExpiredToken or a restore).
+ * The fetch blocks, so it never takes longer than the lifecycle's deadline allows.
+ */
 static void creds_refresh(struct telkin *t, int64_t now)
 {
 	char err[320];
+	int64_t left = lifecycle_deadline(t) - now;
+
 	if (!t->cfg.container_creds || now < t->creds_retry_at)
 		return;
 	if (!t->creds_stale && (!t->cfg.creds.expires_wall_ms ||
 	                        wall_ms() < t->cfg.creds.expires_wall_ms - CRED_REFRESH_EARLY_MS))
 		return;
-	if (creds_fetch(t, err, sizeof(err)) < 0) {
+	if (left <= 0)
+		return;
+	if (creds_fetch(t, left < CRED_TIMEOUT_MS ? (int)left : CRED_TIMEOUT_MS, err,
+	                sizeof(err)) < 0) {
 		log_msg(LOG_WARN, "credentials refresh failed: %s; retrying in %d s", err,
 		        CRED_RETRY_MS / 1000);
 		t->creds_retry_at = now + CRED_RETRY_MS;
@@ -2805,9 +2918,41 @@ static void creds_refresh(struct telkin *t, int64_t now)
 	t->stats.credential_refreshes++;
 }
 
+/*
+ * Before a request on a kept-alive connection: may it still be used? A connection idle longer
+ * than a server keeps one, or closed while we were frozen, is replaced now; one that lived
+ * through a freeze carries the request with a probe time (a dead one costs a few round trips).
+ */
+static void kinesis_connection_check(struct telkin *t, int64_t now)
+{
+	struct http_client *hc = &t->kin;
+	int64_t idle = now - t->kin_used_at, idle_wall = wall_ms() - t->kin_used_wall;
+	int64_t probe = KINESIS_PROBE_RTTS * t->kin_rtt_ms;
+
+	hc->probe_ms = 0;
+	if (hc->fd >= 0) {
+		if (idle_wall > idle)
+			idle = idle_wall;
+		if (idle > KINESIS_IDLE_REUSE_MS || !hc_idle_usable(hc)) {
+			hc_close(hc);
+			t->stats.reconnects++;
+		} else if (t->kin_frozen) {
+			hc->probe_ms = (int)(probe < KINESIS_PROBE_MIN_MS ? KINESIS_PROBE_MIN_MS :
+			                     probe > KINESIS_REQUEST_TIMEOUT_MS ?
+			                     KINESIS_REQUEST_TIMEOUT_MS : probe);
+		}
+	}
+	t->kin_frozen = 0;
+}
+
 static void kinesis_send(struct telkin *t, int64_t now)
 {
 	creds_refresh(t, now);
+	if (t->cfg.container_creds && !t->cfg.creds.access_key_id[0]) {
+		/* None since a restore: nothing can be signed until the provider answers. */
+		t->retry_at = t->creds_retry_at > now ? t->creds_retry_at : now + CRED_RETRY_MS;
+		return;
+	}
 	if (!batch_build(t))
 		return;
 	if (kinesis_sign(t) < 0) {
@@ -2815,6 +2960,7 @@ static void kinesis_send(struct telkin *t, int64_t now)
 		t->retry_at = now + RETRY_CAP_MS;
 		return;
 	}
+	kinesis_connection_check(t, now);
 	t->stats.putrecords_calls++;
 	t->request_sent_at = now;
 	t->request_out = 1;
@@ -2998,6 +3144,7 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 		if (hc->reused && hc->len == 0 && !t->resent) {
 			t->resent = 1;
 			t->stats.reconnects++;
+			hc->probe_ms = 0; /* a new connection: the normal timeout */
 			hc_start(hc, t->req_head, t->req_head_len, t->req_body, t->req_body_len,
 			         now + KINESIS_REQUEST_TIMEOUT_MS);
 			return;
@@ -3021,6 +3168,9 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 		while (b < 15 && ms >= ((int64_t)1 << b))
 			b++;
 		t->latency_hist[b]++;
+		t->kin_rtt_ms = t->kin_rtt_ms ? (7 * t->kin_rtt_ms + ms) / 8 : ms;
+		t->kin_used_at = now;
+		t->kin_used_wall = wall_ms();
 	}
 	if (hc->head.status == 200) {
 		if (kinesis_on_success(t, now) == 0)
@@ -3073,7 +3223,42 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 #define API_INIT_ERROR   "/2020-01-01/extension/init/error"
 #define API_EXIT_ERROR   "/2020-01-01/extension/exit/error"
 #define API_TELEMETRY    "/2022-07-01/telemetry"
+/* Managed Instances accept only 2025-01-29 (2022-12-13 gets 400); elsewhere 2022-12-13. */
 #define TELEMETRY_SCHEMA "2022-12-13"
+#define TELEMETRY_SCHEMA_MANAGED "2025-01-29"
+
+static const struct {
+	const char *name;         /* AWS_LAMBDA_INITIALIZATION_TYPE */
+	enum exec_mode mode;
+} exec_modes[] = {
+	{ "on-demand", MODE_ON_DEMAND },
+	{ "provisioned-concurrency", MODE_PROVISIONED },
+	{ "snap-start", MODE_SNAPSTART },
+	{ "lambda-managed-instances", MODE_MANAGED },
+};
+
+static const char *mode_name(enum exec_mode m)
+{
+	for (size_t i = 0; i < sizeof(exec_modes) / sizeof(exec_modes[0]); i++)
+		if (exec_modes[i].mode == m)
+			return exec_modes[i].name;
+	return "on-demand";
+}
+
+/* AWS_LAMBDA_INITIALIZATION_TYPE; an unknown value runs as on-demand, said once. */
+static enum exec_mode mode_detect(void)
+{
+	const char *v = getenv("AWS_LAMBDA_INITIALIZATION_TYPE");
+
+	if (!v || !*v)
+		return MODE_ON_DEMAND;
+	for (size_t i = 0; i < sizeof(exec_modes) / sizeof(exec_modes[0]); i++)
+		if (!strcmp(v, exec_modes[i].name))
+			return exec_modes[i].mode;
+	log_msg(LOG_WARN, "AWS_LAMBDA_INITIALIZATION_TYPE=%.64s is not one telkin knows: running as "
+	        "on-demand", v);
+	return MODE_ON_DEMAND;
+}
 
 static size_t api_build_head(struct telkin *t, char *out, size_t cap, const char *method,
                              const char *path, const char *extra, size_t body_len)
@@ -3088,27 +3273,38 @@ static size_t api_build_head(struct telkin *t, char *out, size_t cap, const char
 	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
-/* The errorMessage of an API error body, for our own messages. */
-static void api_error_message(struct http_client *hc, char *out, size_t cap)
+/* A string member of an API error body ({"errorMessage":..,"errorType":..}); 0, or -1. */
+static int api_error_member(const struct http_client *hc, const char *name, char *out, size_t cap)
 {
 	struct json_token tk[32];
 	int n, m;
 
-	snprintf(out, cap, "HTTP %d", hc->head.status);
 	n = json_parse(hc->body, hc->body_len, tk, 32, JSON_MAX_DEPTH, 1, NULL);
-	if (n > 0 && tk[0].type == JSON_OBJECT && (m = json_object_get(hc->body, tk, 0,
-	                                                                "errorMessage")) >= 0) {
-		size_t k = (size_t)snprintf(out, cap, "HTTP %d: ", hc->head.status);
-		if (k < cap && json_string_copy(hc->body, &tk[m], out + k, cap - k) < 0)
-			out[k] = 0;
-	}
+	if (n <= 0 || tk[0].type != JSON_OBJECT || (m = json_object_get(hc->body, tk, 0, name)) < 0)
+		return -1;
+	return json_string_copy(hc->body, &tk[m], out, cap) < 0 ? -1 : 0;
 }
 
-/* POST /register. The name must be the executable's file name. */
+/* The errorMessage of an API error body, for our own messages. */
+static void api_error_message(struct http_client *hc, char *out, size_t cap)
+{
+	size_t k = (size_t)snprintf(out, cap, "HTTP %d: ", hc->head.status);
+
+	if (k >= cap || api_error_member(hc, "errorMessage", out + k, cap - k) < 0)
+		snprintf(out, cap, "HTTP %d", hc->head.status);
+}
+
+/*
+ * POST /register. The name must be the executable's file name. INVOKE and SHUTDOWN, except on
+ * Managed Instances, which allow SHUTDOWN only: a platform that refuses INVOKE with
+ * Extension.InvalidEventType is taken for Managed Instances, whatever the environment said.
+ */
 static int api_register(struct telkin *t, char *err, size_t errcap)
 {
-	static const char body[] = "{\"events\":[\"INVOKE\",\"SHUTDOWN\"]}";
-	char extra[160];
+	static const char both[] = "{\"events\":[\"INVOKE\",\"SHUTDOWN\"]}";
+	static const char shutdown_only[] = "{\"events\":[\"SHUTDOWN\"]}";
+	const char *body = t->mode == MODE_MANAGED ? shutdown_only : both;
+	char extra[160], type[64];
 	size_t len, id_len;
 	const char *id;
 	struct json_token tk[32];
@@ -3117,10 +3313,19 @@ static int api_register(struct telkin *t, char *err, size_t errcap)
 	snprintf(extra, sizeof(extra), "Lambda-Extension-Name: %s\r\n"
 	         "Content-Type: application/json\r\n", t->extension_name);
 	len = api_build_head(t, t->api_head, sizeof(t->api_head), "POST", API_REGISTER, extra,
-	                     sizeof(body) - 1);
-	if (hc_run(&t->api, t->api_head, len, body, sizeof(body) - 1, API_REQUEST_TIMEOUT_MS)) {
+	                     strlen(body));
+	if (hc_run(&t->api, t->api_head, len, body, strlen(body), API_REQUEST_TIMEOUT_MS)) {
 		snprintf(err, errcap, "register: %s", t->api.error);
 		return -1;
+	}
+	if (t->api.head.status == 403 && t->mode != MODE_MANAGED &&
+	    api_error_member(&t->api, "errorType", type, sizeof(type)) == 0 &&
+	    !strcmp(type, "Extension.InvalidEventType")) {
+		log_msg(LOG_WARN, "register: INVOKE refused (%s): registering for SHUTDOWN only, as on "
+		        "Lambda Managed Instances", type);
+		t->api.state = HC_IDLE;
+		t->mode = MODE_MANAGED;
+		return api_register(t, err, errcap);
 	}
 	if (t->api.head.status != 200) {
 		char msg[200];
@@ -3157,9 +3362,10 @@ static int api_subscribe(struct telkin *t, char *err, size_t errcap)
 	int n;
 
 	n = snprintf(body, sizeof(body),
-	             "{\"schemaVersion\":\"" TELEMETRY_SCHEMA "\",\"destination\":{\"protocol\":"
+	             "{\"schemaVersion\":\"%s\",\"destination\":{\"protocol\":"
 	             "\"HTTP\",\"URI\":\"http://" LISTEN_HOST ":%u\"},\"types\":[%s%s%s%s%s],"
 	             "\"buffering\":{\"maxItems\":%u,\"maxBytes\":%u,\"timeoutMs\":%u}}",
+	             t->mode == MODE_MANAGED ? TELEMETRY_SCHEMA_MANAGED : TELEMETRY_SCHEMA,
 	             t->cfg.listen_port, "\"platform\"",
 	             types & CLASS_FUNCTION ? "," : "", types & CLASS_FUNCTION ? "\"function\"" : "",
 	             types & CLASS_EXTENSION ? "," : "",
@@ -3268,6 +3474,16 @@ static void api_on_event(struct telkin *t)
 			snprintf(msg, sizeof(msg), "event/next: %s", hc->error);
 		else
 			api_error_message(hc, msg, sizeof(msg));
+		if (t->mode == MODE_MANAGED) {
+			/* An extension that exits takes the whole environment down: keep going. */
+			t->stats.api_failures++;
+			if (first_time(t, "event/next"))
+				log_msg(LOG_ERROR, "%s; retrying every %d ms", msg, API_RETRY_MS);
+			hc_close(hc);
+			hc->state = HC_IDLE;
+			t->api_retry_at = now_ms() + API_RETRY_MS;
+			return;
+		}
 		api_report_error(t, API_EXIT_ERROR, "Extension.EventNextFailed", msg);
 		print_summary(t);
 		exit(1);
@@ -3288,6 +3504,10 @@ static void api_on_event(struct telkin *t)
 	}
 	if (!deadline) /* Lambda always sends one; be safe if it does not */
 		deadline = wall_ms() + 2000;
+	if (t->snapshot_pending)
+		restore_from_snapshot(t, "first event after the snapshot");
+	/* We waited in /event/next: frozen, perhaps for hours. */
+	t->kin_frozen = t->mode != MODE_MANAGED;
 	if (!strcasecmp(type, "INVOKE")) {
 		flush_auto_update(t, now_ms());
 		t->phase = PHASE_INVOKE;
@@ -3391,10 +3611,34 @@ static void finish(struct telkin *t)
 	exit(0);
 }
 
-/* Decide what the lifecycle needs now: end an invocation, or end the process. */
+/* The invocation (or init) is over: ship until drained or the budget is spent, then next. */
+static void lifecycle_flush(struct telkin *t, int64_t now)
+{
+	if (!drained(t) && now < t->flush_deadline)
+		return;
+	if (!drained(t) && flush_effective(t) != FLUSH_PERIODIC)
+		log_msg(LOG_DEBUG, "flush budget spent with %zu records queued", t->q.count);
+	if (t->cfg.metrics && now - t->metrics_at >= METRICS_INTERVAL_MS)
+		metrics_emit(t, now);
+	api_next(t);
+}
+
+/* Decide what the lifecycle needs now: end init or an invocation, or end the process. */
 static void lifecycle_step(struct telkin *t, int64_t now)
 {
 	switch (t->phase) {
+	case PHASE_INIT:
+		if (!t->init_runtime_done && now < t->init_deadline)
+			break;
+		if (!t->init_runtime_done)
+			log_msg(LOG_WARN, "no platform.initRuntimeDone within %d s: init telemetry not "
+			        "shipped yet goes after the next thaw", INIT_TELEMETRY_WAIT_MS / 1000);
+		/* Nobody waits on this init: ship all of it, so that no copy of a snapshot ships it
+		 * again and no provisioned environment sits frozen on it. */
+		t->phase = PHASE_FLUSH;
+		t->flush_deadline = now + t->cfg.flush_timeout_ms;
+		lifecycle_flush(t, now);
+		break;
 	case PHASE_INVOKE:
 		if (t->request_id[0] && !strcmp(t->runtime_done_id, t->request_id)) {
 			t->phase = PHASE_FLUSH;
@@ -3409,17 +3653,11 @@ static void lifecycle_step(struct telkin *t, int64_t now)
 			t->phase = PHASE_FLUSH;
 			t->flush_deadline = now;
 		}
-		if (t->phase != PHASE_FLUSH)
-			break;
-		/* fall through */
+		if (t->phase == PHASE_FLUSH)
+			lifecycle_flush(t, now);
+		break;
 	case PHASE_FLUSH:
-		if (drained(t) || now >= t->flush_deadline) {
-			if (!drained(t) && flush_effective(t) != FLUSH_PERIODIC)
-				log_msg(LOG_DEBUG, "flush budget spent with %zu records queued", t->q.count);
-			if (t->cfg.metrics && now - t->metrics_at >= METRICS_INTERVAL_MS)
-				metrics_emit(t, now);
-			api_next(t);
-		}
+		lifecycle_flush(t, now);
 		break;
 	case PHASE_SHUTDOWN:
 		if ((drained(t) && now - t->last_telemetry >= shutdown_quiet_ms(t)) ||
@@ -3427,6 +3665,14 @@ static void lifecycle_step(struct telkin *t, int64_t now)
 			finish(t);
 		break;
 	case PHASE_WAIT_EVENT:
+		/* Managed Instances never freeze: metrics once a minute, /event/next after a failure. */
+		if (t->mode == MODE_MANAGED && t->cfg.metrics &&
+		    now - t->metrics_at >= METRICS_INTERVAL_MS)
+			metrics_emit(t, now);
+		if (t->api_retry_at && now >= t->api_retry_at) {
+			t->api_retry_at = 0;
+			api_next(t);
+		}
 		break;
 	}
 }
@@ -3437,14 +3683,20 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 	int64_t next = INT64_MAX;
 
 #define SOONER(x) do { if ((x) < next) next = (x); } while (0)
-	if (t->request_out && t->kin.deadline)
-		SOONER(t->kin.deadline);
+	if (t->request_out && hc_next_deadline(&t->kin))
+		SOONER(hc_next_deadline(&t->kin));
 	else if (t->q.count && !ship_due(t, now) && now < t->retry_at)
 		SOONER(t->retry_at);
 	else if (t->q.count && !ship_due(t, now))
 		SOONER(oldest_due_at(t, now));
 	else if (t->q.count)
 		SOONER(now);
+	if (t->phase == PHASE_INIT)
+		SOONER(t->init_deadline);
+	if (t->phase == PHASE_WAIT_EVENT && t->api_retry_at)
+		SOONER(t->api_retry_at);
+	if (t->phase == PHASE_WAIT_EVENT && t->mode == MODE_MANAGED && t->cfg.metrics)
+		SOONER(t->metrics_at + METRICS_INTERVAL_MS);
 	if (t->phase == PHASE_INVOKE)
 		SOONER(t->invoke_deadline);
 	if (t->phase == PHASE_FLUSH)
@@ -3497,8 +3749,15 @@ static void run(struct telkin *t)
 			pfd[n++] = (struct pollfd){ .fd = t->conns[i].fd, .events = POLLIN };
 
 		if (poll(pfd, (nfds_t)n, poll_timeout(t, now)) < 0 && errno != EINTR) {
-			api_report_error(t, API_EXIT_ERROR, "Extension.PollFailed", strerror(errno));
-			exit(1);
+			if (t->mode != MODE_MANAGED) {
+				api_report_error(t, API_EXIT_ERROR, "Extension.PollFailed", strerror(errno));
+				exit(1);
+			}
+			/* Managed Instances: never exit on our own; pause and go on. */
+			if (first_time(t, "poll"))
+				log_msg(LOG_ERROR, "poll: %s; going on", strerror(errno));
+			nanosleep(&(struct timespec){ 0, API_RETRY_MS * 1000000L / 10 }, NULL);
+			continue;
 		}
 		now = now_ms();
 
@@ -3555,6 +3814,48 @@ static int identity_build(struct telkin *t)
 	*p++ = '}';
 	t->identity_len = (size_t)(p - t->identity);
 	return 0;
+}
+
+/*
+ * SnapStart: this process is one of many copies of one snapshot, all with the same memory.
+ * Nothing made before may stay shared: a new sandbox id (the identity of every record from now
+ * on), fresh seeds for the jitter PRNG and for BearSSL's DRBG (else every copy would send the
+ * same TLS randoms and ECDHE secrets), no connection or TLS session from before the snapshot,
+ * and no cached credentials (the provider's new ones are fetched before the next request).
+ */
+static void restore_from_snapshot(struct telkin *t, const char *why)
+{
+	uint8_t seed[32];
+	uint64_t s64;
+
+	t->snapshot_pending = 0;
+	t->stats.restores++;
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		log_msg(LOG_ERROR, "getrandom after a restore: %s", strerror(errno));
+	memcpy(&s64, seed, sizeof(s64));
+	g_rng_state ^= s64 | 1;
+	random_hex(t->sandbox_id, SANDBOX_ID_LEN);
+	identity_build(t); /* the same lengths as at start: it fits */
+	if (t->kin.tls) {
+		br_ssl_engine_inject_entropy(&t->kin.tls->sc.eng, seed, sizeof(seed));
+		br_ssl_client_forget_session(&t->kin.tls->sc);
+	}
+	explicit_bzero(seed, sizeof(seed));
+	if (t->request_out && t->kin.state != HC_FAILED)
+		hc_fail(&t->kin, "restored from a snapshot"); /* resent on a new connection */
+	else
+		hc_close(&t->kin);
+	for (int i = 0; i < LISTEN_MAX_CONNS; i++)
+		if (t->conns[i].fd >= 0 && !t->conns[i].request_started)
+			listener_close(&t->conns[i]);
+	if (t->cfg.container_creds) {
+		creds_wipe(&t->cfg.creds);
+		sigv4_set_credentials(&t->signer, t->cfg.creds.access_key_id,
+		                      t->cfg.creds.secret_access_key);
+		t->creds_stale = 1;
+		t->creds_retry_at = 0;
+	}
+	log_msg(LOG_INFO, "restored from a snapshot (%s): sandbox %s", why, t->sandbox_id);
 }
 
 /* Every buffer, once, sized from the configuration. Pages are touched only when used. */
@@ -3651,6 +3952,7 @@ static int telkin_init(struct telkin *t, const char *argv0)
 	uint64_t seed;
 
 	name = name ? name + 1 : argv0;
+	t->mode = mode_detect();
 	if (copy_str(t->extension_name, sizeof(t->extension_name), name))
 		copy_str(t->extension_name, sizeof(t->extension_name), EXTENSION_NAME_DEFAULT);
 	if (getrandom(&seed, sizeof(seed), 0) == sizeof(seed))
@@ -3693,7 +3995,7 @@ static int telkin_init(struct telkin *t, const char *argv0)
 		api_report_error(t, API_INIT_ERROR, "Extension.ConfigInvalid", err);
 		return -1;
 	}
-	if (t->cfg.container_creds && creds_fetch(t, err, sizeof(err))) {
+	if (t->cfg.container_creds && creds_fetch(t, CRED_TIMEOUT_MS, err, sizeof(err))) {
 		api_report_error(t, API_INIT_ERROR, "Extension.CredentialsFailed", err);
 		return -1;
 	}
@@ -3711,6 +4013,22 @@ static int telkin_init(struct telkin *t, const char *argv0)
 	return 0;
 }
 
+/*
+ * Initialized: end init. On demand and on Managed Instances at once (the first invocation, or
+ * SHUTDOWN, is what comes next). SnapStart and provisioned concurrency first ship what init
+ * produced (PHASE_INIT); under SnapStart the next wake-up is in a restored copy.
+ */
+static void lifecycle_start(struct telkin *t)
+{
+	if (t->mode == MODE_SNAPSTART || t->mode == MODE_PROVISIONED) {
+		t->phase = PHASE_INIT;
+		t->init_deadline = now_ms() + INIT_TELEMETRY_WAIT_MS;
+		t->snapshot_pending = t->mode == MODE_SNAPSTART;
+	} else {
+		api_next(t);
+	}
+}
+
 #ifndef TELKIN_TEST
 static struct telkin g_telkin;
 
@@ -3720,9 +4038,10 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (telkin_init(&g_telkin, argv[0]) < 0)
 		return 1;
-	api_next(&g_telkin);
+	lifecycle_start(&g_telkin);
 	/* Said after the first /event/next is out: the line is not on the cold-start path. */
-	log_msg(LOG_INFO, "shipping %s%s%sto stream %s via %s:%s (%s)",
+	log_msg(LOG_INFO, "%s: shipping %s%s%sto stream %s via %s:%s (%s)",
+	        mode_name(g_telkin.mode),
 	        g_telkin.cfg.types & CLASS_PLATFORM ? "platform " :
 	        g_telkin.cfg.n_platform_names ? "platform (by name) " : "",
 	        g_telkin.cfg.types & CLASS_FUNCTION ? "function " : "",

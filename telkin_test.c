@@ -12,6 +12,7 @@
 #include "tests/unit_json.c"
 #include "tests/unit_sigv4.c"
 #include "tests/unit_telkin.c"
+#include "tests/unit_modes.c"
 #include "tests/unit_regress.c"
 
 int main(void)
@@ -20,6 +21,7 @@ int main(void)
 	failed += cmocka_run_group_tests_name("json_min", json_tests, NULL, NULL);
 	failed += cmocka_run_group_tests_name("sigv4", sigv4_tests, NULL, NULL);
 	failed += cmocka_run_group_tests_name("telkin", telkin_tests, NULL, NULL);
+	failed += cmocka_run_group_tests_name("modes", modes_tests, NULL, NULL);
 	failed += cmocka_run_group_tests_name("regress", regress_tests, NULL, NULL);
 	return failed ? 1 : 0;
 }
