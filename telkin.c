@@ -105,12 +105,14 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
  * the next request. Well under the 60 s idle timeouts of AWS load balancers and SDK HTTP clients
  * (AWS SDK for Java 2.x connectionMaxIdleTime); a reconnect costs one resumed TLS handshake. */
 #define KINESIS_IDLE_REUSE_MS      20000
-/* The first request on a connection kept across a freeze must draw its first response byte
- * within this many recent round trips (never less than the minimum), else the connection is
- * taken for dead (state lost while frozen, nothing answers) and the request resent on a new
- * one at once: a dead connection costs a few round trips, not KINESIS_REQUEST_TIMEOUT_MS. */
+/* The first request on a connection kept across a freeze must be acknowledged by the peer's
+ * TCP within this many smoothed round trips (never less than the minimum), else the path lost
+ * the connection while we were frozen (nothing answers, not even a reset) and the request is
+ * resent on a new one at once: a dead connection costs a few round trips, not
+ * KINESIS_REQUEST_TIMEOUT_MS. Acknowledgements, not answers: a slow server is not a dead one.
+ * The minimum is above the 200 ms a Linux peer may delay an ACK (TCP_DELACK_MAX). */
 #define KINESIS_PROBE_RTTS         4
-#define KINESIS_PROBE_MIN_MS       100
+#define KINESIS_PROBE_MIN_MS       300
 /* Managed Instances: a failed /event/next is retried after this, never fatal (an extension that
  * exits marks the whole environment unhealthy). */
 #define API_RETRY_MS               1000
@@ -1273,8 +1275,9 @@ struct http_client {
 	char *body;               /* response body (de-chunked in place) */
 	size_t body_len;
 	int64_t deadline;         /* monotonic ms; 0 = none (the long-poll) */
-	int probe_ms;             /* > 0: the answer must start this soon after the request is out */
-	int64_t probe_deadline;   /* set when the request is out; 0 = none */
+	int probe;                /* the next request checks that a kept-alive peer still listens */
+	int64_t probe_deadline;   /* when the peer must have acknowledged it; 0 = no check */
+	int64_t started;          /* monotonic ms the request started */
 	int reused;               /* the request went out on a kept-alive connection */
 	struct tls_conn *tls;     /* NULL: plain HTTP */
 	int tls_failed;           /* the last failure was the TLS handshake or verification */
@@ -1323,6 +1326,56 @@ static void hc_connected(struct http_client *hc)
 	}
 }
 
+/*
+ * The start of Linux's struct tcp_info (include/uapi/linux/tcp.h), as far as telkin reads it;
+ * getsockopt(TCP_INFO) fills what the length asks for. (musl shows its own only to _GNU_SOURCE.)
+ */
+struct tcp_ack_info {
+	uint8_t state[8];         /* tcpi_state .. tcpi_options, wscale, flags */
+	uint32_t rto, ato, snd_mss, rcv_mss;
+	uint32_t unacked;         /* segments sent and not acknowledged */
+	uint32_t sacked, lost, retrans, fackets;
+	uint32_t last_data_sent, last_ack_sent, last_data_recv;
+	uint32_t last_ack_recv;   /* ms since the peer last acknowledged anything */
+	uint32_t pmtu, rcv_ssthresh;
+	uint32_t rtt;             /* smoothed round trip, us */
+};
+
+static int tcp_ack_info(int fd, struct tcp_ack_info *ti)
+{
+	socklen_t len = sizeof(*ti);
+	memset(ti, 0, sizeof(*ti));
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &len) == 0 && len == sizeof(*ti) ? 0 : -1;
+}
+
+/* Bytes wait for the peer's acknowledgement, and none came for ms. */
+static int tcp_unacknowledged(const struct tcp_ack_info *ti, unsigned ms)
+{
+	return ti->unacked > 0 && ti->last_ack_recv >= ms;
+}
+
+/* When a request starting now on this kept-alive connection must have been acknowledged. */
+static int64_t hc_probe_deadline(const struct http_client *hc)
+{
+	struct tcp_ack_info ti;
+	int64_t ms;
+
+	if (tcp_ack_info(hc->fd, &ti) < 0)
+		return 0; /* not TCP: nothing to check */
+	ms = (int64_t)KINESIS_PROBE_RTTS * ti.rtt / 1000;
+	return now_ms() + (ms < KINESIS_PROBE_MIN_MS ? KINESIS_PROBE_MIN_MS : ms);
+}
+
+/* Did the peer acknowledge nothing of the request since it started? */
+static int hc_peer_gone(const struct http_client *hc, int64_t now)
+{
+	struct tcp_ack_info ti;
+
+	if (tcp_ack_info(hc->fd, &ti) < 0)
+		return 0;
+	return tcp_unacknowledged(&ti, (unsigned)(now - hc->started));
+}
+
 /* Begin a request; head and body must stay valid until DONE or FAILED. */
 static void hc_start(struct http_client *hc, const char *head, size_t head_len, const char *body,
                      size_t body_len, int64_t deadline)
@@ -1338,7 +1391,9 @@ static void hc_start(struct http_client *hc, const char *head, size_t head_len, 
 	hc->body = NULL;
 	hc->body_len = 0;
 	hc->deadline = deadline;
-	hc->probe_deadline = 0;
+	hc->started = now_ms();
+	hc->probe_deadline = hc->probe && hc->fd >= 0 ? hc_probe_deadline(hc) : 0;
+	hc->probe = 0;
 	hc->error[0] = 0;
 	hc->tls_failed = 0;
 	hc->reused = hc->fd >= 0;
@@ -1447,13 +1502,11 @@ static int hc_check_response(struct http_client *hc, int eof)
 	return 0;
 }
 
-/* The whole request is out: wait for the answer (within the probe time, when one is set). */
+/* The whole request is out: wait for the answer. */
 static void hc_sent(struct http_client *hc)
 {
 	hc->state = HC_RECEIVING;
 	memset(&hc->head, 0, sizeof(hc->head));
-	if (hc->probe_ms > 0)
-		hc->probe_deadline = now_ms() + hc->probe_ms;
 }
 
 /* Plain bytes of the request into the engine; 1 when all of them are in. */
@@ -1638,16 +1691,19 @@ static void hc_step(struct http_client *hc, short revents, int64_t now)
 	if (hc->deadline && now >= hc->deadline &&
 	    (hc->state == HC_CONNECTING || hc->state == HC_SENDING || hc->state == HC_RECEIVING))
 		hc_fail(hc, "timed out");
-	else if (hc->probe_deadline && now >= hc->probe_deadline && hc->state == HC_RECEIVING &&
-	         hc->len == 0)
-		hc_fail(hc, "no answer on a connection kept across a freeze");
+	else if (hc->probe_deadline && now >= hc->probe_deadline) {
+		/* Once: acknowledged means alive, however slow the answer. */
+		hc->probe_deadline = 0;
+		if ((hc->state == HC_SENDING || hc->state == HC_RECEIVING) && hc->len == 0 &&
+		    hc_peer_gone(hc, now))
+			hc_fail(hc, "nothing acknowledged on a connection kept across a freeze");
+	}
 }
 
 /* The sooner of the exchange's deadlines (0: none). */
 static int64_t hc_next_deadline(const struct http_client *hc)
 {
-	if (hc->probe_deadline && hc->state == HC_RECEIVING && hc->len == 0 &&
-	    (!hc->deadline || hc->probe_deadline < hc->deadline))
+	if (hc->probe_deadline && (!hc->deadline || hc->probe_deadline < hc->deadline))
 		return hc->probe_deadline;
 	return hc->deadline;
 }
@@ -1931,7 +1987,6 @@ struct telkin {
 	int64_t kin_used_at;                   /* monotonic ms of the last answer on the connection */
 	int64_t kin_used_wall;                 /* the same, wall clock (a freeze may stop either) */
 	int kin_frozen;                        /* the connection may have lived through a freeze */
-	int64_t kin_rtt_ms;                    /* moving average of PutRecords round trips */
 
 	/* Shipping strategy (TELKIN_FLUSH=auto resolves to end or periodic by invocation rate). */
 	enum flush_mode auto_mode;
@@ -2921,25 +2976,23 @@ static void creds_refresh(struct telkin *t, int64_t now)
 /*
  * Before a request on a kept-alive connection: may it still be used? A connection idle longer
  * than a server keeps one, or closed while we were frozen, is replaced now; one that lived
- * through a freeze carries the request with a probe time (a dead one costs a few round trips).
+ * through a freeze must see the request acknowledged within a few round trips (a dead one
+ * costs that, not a timeout).
  */
 static void kinesis_connection_check(struct telkin *t, int64_t now)
 {
 	struct http_client *hc = &t->kin;
 	int64_t idle = now - t->kin_used_at, idle_wall = wall_ms() - t->kin_used_wall;
-	int64_t probe = KINESIS_PROBE_RTTS * t->kin_rtt_ms;
 
-	hc->probe_ms = 0;
+	hc->probe = 0;
 	if (hc->fd >= 0) {
 		if (idle_wall > idle)
 			idle = idle_wall;
 		if (idle > KINESIS_IDLE_REUSE_MS || !hc_idle_usable(hc)) {
 			hc_close(hc);
 			t->stats.reconnects++;
-		} else if (t->kin_frozen) {
-			hc->probe_ms = (int)(probe < KINESIS_PROBE_MIN_MS ? KINESIS_PROBE_MIN_MS :
-			                     probe > KINESIS_REQUEST_TIMEOUT_MS ?
-			                     KINESIS_REQUEST_TIMEOUT_MS : probe);
+		} else {
+			hc->probe = t->kin_frozen;
 		}
 	}
 	t->kin_frozen = 0;
@@ -3144,7 +3197,6 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 		if (hc->reused && hc->len == 0 && !t->resent) {
 			t->resent = 1;
 			t->stats.reconnects++;
-			hc->probe_ms = 0; /* a new connection: the normal timeout */
 			hc_start(hc, t->req_head, t->req_head_len, t->req_body, t->req_body_len,
 			         now + KINESIS_REQUEST_TIMEOUT_MS);
 			return;
@@ -3168,7 +3220,6 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 		while (b < 15 && ms >= ((int64_t)1 << b))
 			b++;
 		t->latency_hist[b]++;
-		t->kin_rtt_ms = t->kin_rtt_ms ? (7 * t->kin_rtt_ms + ms) / 8 : ms;
 		t->kin_used_at = now;
 		t->kin_used_wall = wall_ms();
 	}

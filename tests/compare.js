@@ -27,9 +27,12 @@ function stripAppended(j) {
 
 /**
  * Compare the stream with what the simulator emitted.
- * @returns {{expected, arrived, missing, duplicates, unexpected, dropped, sandbox}}
+ * @returns {{expected, arrived, missing, duplicates, unexpected, dropped, problems, sandbox, sandboxes}}
+ * maxSandboxes: how many sandbox ids may appear (2 across a SnapStart restore).
  */
-function compare(sim, records, { types = ['platform', 'function'], pk = 'sandbox', requireAllBeforeShutdown = true } = {}) {
+function compare(sim, records, {
+  types = ['platform', 'function'], pk = 'sandbox', requireAllBeforeShutdown = true, maxSandboxes = 1,
+} = {}) {
   const problems = [];
   const fnName = sim.o.functionName;
   const fnVersion = sim.o.functionVersion;
@@ -89,7 +92,7 @@ function compare(sim, records, { types = ['platform', 'function'], pk = 'sandbox
     if (!want.has(key)) { unexpected.push(ev); continue; }
     got.set(key, (got.get(key) || 0) + 1);
   }
-  if (sandboxes.size > 1) problems.push(`${sandboxes.size} different sandbox ids in one telkin process`);
+  if (sandboxes.size > maxSandboxes) problems.push(`${sandboxes.size} different sandbox ids in one telkin process`);
   const missing = [];
   let duplicates = 0;
   for (const [key, e] of want) {
@@ -99,7 +102,7 @@ function compare(sim, records, { types = ['platform', 'function'], pk = 'sandbox
   }
   return {
     expected: expected.length, arrived: records.length, missing, duplicates, unexpected, dropped, problems,
-    sandbox: [...sandboxes][0],
+    sandbox: [...sandboxes][0], sandboxes: [...sandboxes],
   };
 }
 

@@ -12,15 +12,14 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const http = require('node:http');
-const path = require('node:path');
 const fs = require('node:fs');
 const { LambdaSim } = require('./lambda_sim');
 const { Kinesalite, streamArn } = require('./kinesis');
 const { canon, describe, compare, stripAppended } = require('./compare');
+const {
+  BIN, WRAPPER, ECHO, tail, assertClean, assertShutdown: assertCleanShutdown, invokeHead, absentFrom,
+} = require('./prod_util');
 
-const BIN = path.resolve(__dirname, process.env.TELKIN_BIN || '../build/telkin');
-const WRAPPER = (process.env.TELKIN_BIN_WRAPPER || '').split(/\s+/).filter(Boolean);
-const ECHO = !!process.env.E2E_ECHO; // echo telkin's output while debugging
 const TEST_TIMEOUT = 90000;
 
 let kin; // shared kinesalite (tests that stop it get their own)
@@ -41,10 +40,6 @@ test.after(async () => {
 });
 
 const { freePort } = require('./ports');
-
-function tail(lines, n = 25) {
-  return lines.slice(-n).join('\n');
-}
 
 /**
  * Start kinesalite stream + simulator + telkin. Returns a context with helpers.
@@ -105,37 +100,6 @@ async function start(t, holder, p) {
     throw new Error(`telkin did not finish init (register + subscribe + /event/next): ${e.message}`);
   });
   return ctx;
-}
-
-// Assert a comparison is clean (except what the caller allows), with a readable message.
-function assertClean(t, cmp, { allowMissing = 0, allowDropped = false } = {}) {
-  if (cmp.duplicates) t.diagnostic(`duplicates (allowed, at-least-once): ${cmp.duplicates}`);
-  const msgs = [...new Set(cmp.problems)].slice(0, 10);
-  if (cmp.unexpected.length) {
-    msgs.push(`${cmp.unexpected.length} records match no emitted event of a forwarded type (altered or not forwarded), e.g.\n  ` +
-      cmp.unexpected.slice(0, 3).map((e) => JSON.stringify(e).slice(0, 300)).join('\n  '));
-  }
-  if (cmp.missing.length > allowMissing) {
-    msgs.push(`${cmp.missing.length} of ${cmp.expected} expected events missing from the stream, e.g.\n  ` +
-      cmp.missing.slice(0, 5).map(describe).join('\n  '));
-  }
-  if (!allowDropped && cmp.dropped.length) {
-    msgs.push(`unexpected telkin.dropped records: ${JSON.stringify(cmp.dropped.map((d) => d.record))}`);
-  }
-  t.diagnostic(`expected ${cmp.expected}, records ${cmp.arrived}, missing ${cmp.missing.length}, ` +
-    `duplicates ${cmp.duplicates}, telkin.dropped ${cmp.dropped.length}`);
-  assert.ok(msgs.length === 0, msgs.join('\n'));
-}
-
-function assertCleanShutdown(sd, sim) {
-  assert.ok(!sd.overrun, `telkin did not exit before the SHUTDOWN deadline (killed after ${sd.shutdownToExitMs} ms)`);
-  assert.equal(sd.code, 0, `telkin exit code after SHUTDOWN: ${sd.code} (signal ${sd.signal})`);
-  assert.ok(sd.shutdownToExitMs < sim.o.shutdownDeadlineMs, `exit ${sd.shutdownToExitMs} ms after SHUTDOWN`);
-}
-
-// Events of invoke `inv` through platform.runtimeDone that are of a forwarded type.
-function invokeHead(inv, types) {
-  return inv.events.filter((e) => e.seq <= inv.runtimeDoneSeq && types.includes(e.category));
 }
 
 function postRaw(port, body, { contentType = 'application/json' } = {}) {
@@ -449,9 +413,7 @@ e2e('malformed (400) and oversized (413) telemetry POSTs; listener keeps serving
 
 // Which of an invoke's events (through runtimeDone) are not in the stream right now.
 async function absentAtFreeze(ctx, inv, types = ['platform', 'function']) {
-  const recs = await ctx.read();
-  const inStream = new Set(recs.filter((r) => r.json).map((r) => canon(stripAppended(r.json))));
-  return invokeHead(inv, types).filter((e) => !inStream.has(canon(JSON.parse(e.json))));
+  return absentFrom(await ctx.read(), invokeHead(inv, types));
 }
 
 e2e('TELKIN_FLUSH=periodic: /event/next is not held for Kinesis; every event arrives by SHUTDOWN', {}, async (t, h) => {

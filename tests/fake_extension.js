@@ -18,6 +18,10 @@
 //   FAKE_IGNORE_SHUTDOWN=1  never exit on SHUTDOWN (to test the deadline kill)
 //   FAKE_EXIT_CODE      exit code on SHUTDOWN (default 0)
 //   FAKE_LOG=1          log a line to stdout per invoke (becomes "extension" telemetry)
+//   FAKE_INIT_NEXT_DELAY_MS  delay before the first /event/next (init's telemetry delivered first)
+//   FAKE_EVENTS         JSON array of the events to register for (default ["INVOKE","SHUTDOWN"])
+//   FAKE_REGISTER_FALLBACK=1  a register refused with Extension.InvalidEventType is retried with
+//                       ["SHUTDOWN"] (as on Lambda Managed Instances)
 
 const http = require('node:http');
 const fs = require('node:fs');
@@ -241,9 +245,15 @@ server.keepAliveTimeout = 0;
 
 async function main() {
   if (env.FAKE_DUMP_ENV) console.log(`env ${JSON.stringify(env)}`);
-  const reg = await api('POST', '/2020-01-01/extension/register', {
-    headers: { 'Lambda-Extension-Name': NAME }, body: { events: ['INVOKE', 'SHUTDOWN'] },
+  const events = env.FAKE_EVENTS ? JSON.parse(env.FAKE_EVENTS) : ['INVOKE', 'SHUTDOWN'];
+  let reg = await api('POST', '/2020-01-01/extension/register', {
+    headers: { 'Lambda-Extension-Name': NAME }, body: { events },
   });
+  if (reg.status === 403 && env.FAKE_REGISTER_FALLBACK && /Extension\.InvalidEventType/.test(reg.text)) {
+    reg = await api('POST', '/2020-01-01/extension/register', {
+      headers: { 'Lambda-Extension-Name': NAME }, body: { events: ['SHUTDOWN'] },
+    });
+  }
   if (reg.status !== 200) { log(`register failed ${reg.status} ${reg.text}`); process.exit(1); }
   extId = reg.headers['lambda-extension-identifier'];
   const H = { 'Lambda-Extension-Identifier': extId };
@@ -282,6 +292,7 @@ async function main() {
     process.exit(1);
   }
 
+  if (env.FAKE_INIT_NEXT_DELAY_MS) await sleep(Number(env.FAKE_INIT_NEXT_DELAY_MS));
   for (;;) {
     const r = await api('GET', '/2020-01-01/extension/event/next', { headers: H });
     if (r.status !== 200) { log(`next failed ${r.status} ${r.text}`); process.exit(1); }

@@ -16,6 +16,10 @@
 //   stub.accepted / stub.requests / stub.connections / stub.tlsConnections / stub.tlsErrors
 //   verifySigV4(request, secretAccessKey) -> null when the request's SigV4 signature is right
 //   await stub.closeIdle();  await stub.close();
+//   stub.silence()   every open connection forgotten silently: reset when next used ({hang:true}:
+//                    never answered)
+//   new KinesisStub({ tls: { key, cert, sessionCache: true } })  TLS session-ID resumption;
+//                    stub.tlsSessions: one {conn, resumed} per handshake
 //
 // ACTIONS (one per PutRecords request; after the script runs out, defaultAction, {} at first):
 //   {}                                  200, every record accepted
@@ -44,7 +48,8 @@ process.on('exit', () => { for (const s of live) { try { s.destroy(); } catch { 
 class KinesisStub extends EventEmitter {
   /**
    * @param {object} [o]
-   * @param {{key, cert, minVersion?, maxVersion?, ciphers?}} [o.tls]  serve HTTPS with this
+   * @param {{key, cert, minVersion?, maxVersion?, ciphers?, sessionCache?}} [o.tls]  serve HTTPS with this
+   *                                     (sessionCache: resume sessions by ID, as AWS endpoints do)
    * @param {string} [o.host='127.0.0.1']   listen address
    * @param {string} [o.name]              host name in `endpoint` (default localhost for TLS)
    */
@@ -61,6 +66,7 @@ class KinesisStub extends EventEmitter {
     this.connections = 0;     // TCP connections accepted
     this.tlsConnections = 0;  // TLS handshakes completed
     this.tlsErrors = [];      // handshake failures seen by the server {code, message}
+    this.tlsSessions = [];    // one per completed handshake: {conn, resumed}
     this.appBytes = 0;        // application bytes received (decrypted for TLS)
     this.sockets = new Set();
     this._conn = 0;
@@ -79,6 +85,11 @@ class KinesisStub extends EventEmitter {
       const { key, cert, minVersion, maxVersion, ciphers } = this.o.tls;
       this.server = tls.createServer({ key, cert, minVersion, maxVersion, ciphers }, onSocket);
       this.server.on('connection', (raw) => { this.connections++; this._track(raw); });
+      if (this.o.tls.sessionCache) {
+        const cache = new Map();
+        this.server.on('newSession', (id, data, cb) => { cache.set(id.toString('hex'), data); cb(); });
+        this.server.on('resumeSession', (id, cb) => cb(null, cache.get(id.toString('hex')) || null));
+      }
       this.server.on('tlsClientError', (e) => {
         this.tlsErrors.push({ code: e.code, message: e.message });
         this.emit('tlsError', e);
@@ -101,10 +112,23 @@ class KinesisStub extends EventEmitter {
     sock.on('error', () => {});
   }
 
+  // Every connection open now is forgotten without a word, as a server does with connections
+  // idle across a long freeze or from before a SnapStart restore: nothing is sent when it is
+  // dropped; what arrives on it later is answered with a TCP reset, as a host answers segments of
+  // a connection it no longer has. { hang: true } instead takes bytes and never answers (a server
+  // that hangs: only the client's timeout ends that). New connections are served as usual.
+  // Returns how many connections were dropped.
+  silence({ hang = false } = {}) {
+    let n = 0;
+    for (const s of this.sockets) if (!s._stubSilent) { s._stubSilent = hang ? 'hang' : 'reset'; n++; }
+    this.silenced = (this.silenced || 0) + n;
+    return n;
+  }
+
   // Every connection that is between requests: closed by us, as a server's idle timeout does.
   // Resolves once they are closed. hard=true destroys them without a TLS close_notify/FIN.
   async closeIdle({ hard = false } = {}) {
-    const idle = [...this.sockets].filter((s) => !s._stubBusy);
+    const idle = [...this.sockets].filter((s) => !s._stubBusy && !s._stubSilent);
     await Promise.all(idle.map((s) => new Promise((resolve) => {
       if (s.destroyed) return resolve();
       s.once('close', resolve);
@@ -144,11 +168,17 @@ class KinesisStub extends EventEmitter {
       if (sock._parent) sock._parent._stubTls = sock;
     }
     const conn = ++this._conn;
+    if (this.o.tls) this.tlsSessions.push({ conn, resumed: sock.isSessionReused() });
     let buf = Buffer.alloc(0);
     let busy = false;
     const raw = sock._parent || sock;
     sock.on('error', () => {});
     sock.on('data', (d) => {
+      if (raw._stubSilent) {
+        this.silentBytes = (this.silentBytes || 0) + d.length;
+        if (raw._stubSilent === 'reset') raw.resetAndDestroy ? raw.resetAndDestroy() : raw.destroy();
+        return;
+      }
       this.appBytes += d.length;
       buf = Buffer.concat([buf, d]);
       pump();
@@ -200,7 +230,7 @@ class KinesisStub extends EventEmitter {
     this.emit('request', req);
 
     const write = (status, text, extra = {}) => {
-      if (sock.destroyed || !sock.writable) return false;
+      if (sock.destroyed || !sock.writable || raw._stubSilent) return false;
       const h = [`HTTP/1.1 ${status} ${status === 200 ? 'OK' : 'Error'}`,
         `x-amzn-RequestId: ${crypto.randomUUID()}`, 'Content-Type: application/x-amz-json-1.1'];
       if (extra.chunked) h.push('Transfer-Encoding: chunked');

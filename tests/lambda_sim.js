@@ -11,6 +11,17 @@
 // everything for assertions: every event emitted, every delivery and its HTTP status, the
 // extension's stdout/stderr, init/exit errors, cold start and shutdown timings.
 //
+// Every execution mode is DATA (MODES below), played by this one class (option `mode`):
+//   on-demand                 the classic lifecycle above
+//   provisioned-concurrency   + a frozen gap between init and the first invoke (gap(), 'gap' hook)
+//   snap-start                init once, snapshot at the end of init; restore() resumes it with
+//                             rotated container credentials, restore events, a new telemetry
+//                             sender ('restore' hook for the Kinesis side)
+//   lambda-managed-instances  SHUTDOWN-only registration, schema 2025-01-29 only, never frozen,
+//                             invokeConcurrent(n) with interleaved log lines, no INVOKE/runtimeDone
+// and in any mode with INVOKE events: invoke({timeout}) / invoke({crash}) reset the environment
+// (SHUTDOWN timeout/failure). Container credentials are served by the simulator itself.
+//
 // Module: const { LambdaSim } = require('./lambda_sim');  CLI: node lambda_sim.js --help
 
 const http = require('node:http');
@@ -30,6 +41,64 @@ const BUFFERING = {
   timeoutMs: { def: 1000, min: 25, max: 30000 },
 };
 const SANDBOX_HOSTS = new Set(['sandbox.localdomain', 'sandbox', 'localhost', '127.0.0.1']);
+
+// Lambda's execution modes, as data: one simulator class plays every one of them. What differs:
+//   initializationType  AWS_LAMBDA_INITIALIZATION_TYPE and the init events' initializationType
+//   registerEvents      events an extension may register for; any other known event is refused
+//                       with registerRefusal(event) -> {status, body} (the platform's exact answer)
+//   schemas             Telemetry API schemaVersions accepted; others refused with schemaRefusal
+//                       ({status, text}: raw body, may be invalid JSON as the platform's is)
+//   subscribeBody       the body of a successful subscribe answer
+//   freeze              SIGSTOP the extension between invocations
+//   invokeEvent         the extension gets INVOKE events; runtimeDone is emitted per invocation
+//   credentials         'env': the test provides AWS_ACCESS_KEY_ID/... (as Lambda sets them);
+//                       'container': the simulator serves the container credentials provider
+//                       itself (AWS_CONTAINER_CREDENTIALS_FULL_URI + AWS_CONTAINER_AUTHORIZATION_TOKEN)
+//                       and removes the key variables from the extension's environment
+//   maxConcurrency      invocations at once in one environment (invokeConcurrent)
+//   readyEvent          platform.extension {name, state: Ready, events} before initReport
+//   restore             'snapshot': init once, snapshot at the end of init (every process in
+//                       /event/next), restore() thaws the same process as a restored environment:
+//                       credentials rotated, restore events, a new telemetry sender, 'restore' hook
+//   runtime             AWS_EXECUTION_ENV and runtimeVersion (SnapStart: Java, Python, .NET only)
+//   gap                 'provisioned': a frozen gap between init and the first invoke ('gap' hook,
+//                       where a test kills every Kinesis connection silently)
+const NODE20 = { executionEnv: 'AWS_Lambda_nodejs20.x', version: 'nodejs:20.v32' };
+const INVALID_EVENT_403 = (e) => ({
+  status: 403, body: { errorMessage: `${e}: ErrorInvalidEventType`, errorType: 'Extension.InvalidEventType' },
+});
+const MODES = {
+  'on-demand': {
+    initializationType: 'on-demand', registerEvents: ['INVOKE', 'SHUTDOWN'], registerRefusal: INVALID_EVENT_403,
+    schemas: SCHEMA_VERSIONS, schemaRefusal: null, subscribeBody: 'OK', freeze: true, invokeEvent: true,
+    credentials: 'env', maxConcurrency: 1, readyEvent: false, restore: null, gap: null, runtime: NODE20,
+  },
+  'provisioned-concurrency': {
+    initializationType: 'provisioned-concurrency', registerEvents: ['INVOKE', 'SHUTDOWN'],
+    registerRefusal: INVALID_EVENT_403, schemas: SCHEMA_VERSIONS, schemaRefusal: null, subscribeBody: 'OK',
+    freeze: true, invokeEvent: true, credentials: 'env', maxConcurrency: 1, readyEvent: false, restore: null,
+    gap: 'provisioned', gapMs: 3000, runtime: NODE20,
+  },
+  'snap-start': {
+    initializationType: 'snap-start', registerEvents: ['INVOKE', 'SHUTDOWN'], registerRefusal: INVALID_EVENT_403,
+    schemas: SCHEMA_VERSIONS, schemaRefusal: null, subscribeBody: 'OK', freeze: true, invokeEvent: true,
+    credentials: 'container', maxConcurrency: 1, readyEvent: false, restore: 'snapshot', restoreGapMs: 1000, gap: null,
+    runtime: { executionEnv: 'AWS_Lambda_java21', version: 'java:21.v27' },
+  },
+  'lambda-managed-instances': {
+    initializationType: 'lambda-managed-instances', registerEvents: ['SHUTDOWN'], registerRefusal: INVALID_EVENT_403,
+    schemas: ['2025-01-29'],
+    // What AWS's emulator answers (managed-instances-emulator.json): 400, a body that is not JSON.
+    schemaRefusal: {
+      status: 400,
+      text: '{"errorMessage":"request body has an error: doesn\'t match schema: Error at \\"/schemaVersion\\": ' +
+        'value must be "2025-01-29"","errorType":"ValidationError"}',
+    },
+    subscribeBody: '"OK"', freeze: false, invokeEvent: false, credentials: 'container', maxConcurrency: 1600,
+    readyEvent: true, restore: null, gap: null, runtime: NODE20,
+  },
+};
+const CREDENTIALS_PATH = '/2021-04-23/credentials';
 
 const liveChildren = new Set();
 process.on('exit', () => {
@@ -104,6 +173,14 @@ class LambdaSim extends EventEmitter {
    * @param {number} [o.initLines=2]       function log lines written during init
    * @param {boolean} [o.echo=false]       echo the extension's output to our stderr
    * @param {string} [o.id]                marker prefix (default: random)
+   * @param {string} [o.mode='on-demand']  execution mode, a key of MODES
+   * @param {string} [o.credentials]       'env' | 'container' (default: the mode's)
+   * @param {number} [o.gapMs]             provisioned-concurrency: the frozen gap before the first invoke
+   * @param {number} [o.restoreGapMs]      snap-start: time between snapshot and restore
+   * @param {function} [o.onGap]           async ({ms}) => …, run while frozen in the gap
+   * @param {function} [o.onRestore]       async ({generation, credentials, previous}) => …, run
+   *                                       while frozen, after the credentials were rotated
+   * @param {number} [o.credentialsTtlMs=3600000] Expiration of the served credentials
    */
   constructor(o) {
     super();
@@ -111,11 +188,18 @@ class LambdaSim extends EventEmitter {
     o = Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
     this.o = {
       wrapper: [], env: {}, inheritEnv: false, functionName: 'telkin-sim-fn', functionVersion: '$LATEST',
-      memoryMB: 128, region: 'us-east-1', logFormat: 'Text', freeze: true, shutdownDeadlineMs: 2000,
+      memoryMB: 128, region: 'us-east-1', logFormat: 'Text', shutdownDeadlineMs: 2000,
       shutdownReason: 'spindown', flushBeforeShutdown: true, initTimeoutMs: 10000, invokeTimeoutMs: 30000,
       functionTimeoutMs: 3000, deliveryRetries: 3, deliveryTimeoutMs: 5000, maxQueueBytes: 32 << 20,
-      initLines: 2, echo: false, handler: 'index.handler', ...o,
+      initLines: 2, echo: false, handler: 'index.handler', mode: 'on-demand', credentialsTtlMs: 3600e3, ...o,
     };
+    const mode = MODES[this.o.mode];
+    if (!mode) throw new Error(`LambdaSim: unknown mode ${this.o.mode} (one of ${Object.keys(MODES).join(', ')})`);
+    this.mode = mode;
+    this.o.freeze = this.o.freeze ?? mode.freeze;
+    this.o.credentials = this.o.credentials ?? mode.credentials;
+    this.o.gapMs = this.o.gapMs ?? mode.gapMs ?? 0;
+    this.o.restoreGapMs = this.o.restoreGapMs ?? mode.restoreGapMs ?? 0;
     this.extensionName = path.basename(this.o.bin);
     this.id = this.o.id || crypto.randomBytes(4).toString('hex');
     this.state = 'created'; // created → init → idle ⇄ invoke → shutdown → exited
@@ -139,6 +223,18 @@ class LambdaSim extends EventEmitter {
     this.exit = null;         // {code, signal, at}
     this.frozen = false;
     this.freezeCount = 0;
+    this.registerAttempts = [];  // every register call: {at, events, status, body}
+    this.subscribeAttempts = []; // every subscribe call: {at, schemaVersion, status, text}
+    this.credentialRequests = []; // container provider: {at, authorization, status, generation}
+    this.credentialsToken = crypto.randomBytes(24).toString('base64url');
+    this.generation = 0;         // credentials generation served (1 at start, +1 per restore)
+    this.credentials = null;
+    this.credentialHistory = [];
+    this.snapshot = null;        // snap-start / provisioned: {seq, at} where init ended
+    this.restores = [];          // {at, seq, gapMs, generation}
+    this.gaps = [];              // {at, ms}
+    this.resetReason = null;     // 'timeout' | 'failure' once the environment is being reset
+    this._oldAgents = [];
 
     this._sub = null;         // active subscriber
     this._queue = [];         // events waiting for the subscriber
@@ -158,6 +254,12 @@ class LambdaSim extends EventEmitter {
   }
 
   get runtimeApi() { return `127.0.0.1:${this.port}`; }
+  get runtimeVersion() { return this.mode.runtime.version; }
+  get runtimeVersionArn() {
+    return `arn:aws:lambda:${this.o.region}::runtime:0000000000000000000000000000000000000000000000000000000000000000`;
+  }
+  get functionArn() { return `arn:aws:lambda:${this.o.region}:123456789012:function:${this.o.functionName}`; }
+  get credentialsUri() { return `http://${this.runtimeApi}${CREDENTIALS_PATH}`; }
   get coldStartMs() { return this.timings.coldStartMs; }
 
   // ----------------------------------------------------------------------------------------------
@@ -179,15 +281,25 @@ class LambdaSim extends EventEmitter {
     this.port = this.server.address().port;
     this.state = 'init';
     this.timings.startAt = Date.now();
-    this._emit('platform.initStart', {
-      initializationType: 'on-demand',
-      phase: 'init',
-      runtimeVersion: 'nodejs:20.v32',
-      runtimeVersionArn: `arn:aws:lambda:${this.o.region}::runtime:` +
-        '0000000000000000000000000000000000000000000000000000000000000000',
-      functionName: this.o.functionName,
-      functionVersion: this.o.functionVersion,
-    });
+    if (this.o.credentials === 'container') this.rotateCredentials();
+    const initType = this.mode.initializationType;
+    if (this.mode.readyEvent) {
+      // Managed Instances: the shape and member order AWS's emulator sends.
+      this._emit('platform.initStart', {
+        initializationType: initType, runtimeVersion: this.runtimeVersion, runtimeVersionArn: this.runtimeVersionArn,
+        functionName: this.o.functionName, functionVersion: this.o.functionVersion,
+        instanceId: this.o.functionVersion, instanceMaxMemory: this.o.memoryMB * 1048576, phase: 'init',
+      });
+    } else {
+      this._emit('platform.initStart', {
+        initializationType: initType,
+        phase: 'init',
+        runtimeVersion: this.runtimeVersion,
+        runtimeVersionArn: this.runtimeVersionArn,
+        functionName: this.o.functionName,
+        functionVersion: this.o.functionVersion,
+      });
+    }
     this._spawn();
     return this;
   }
@@ -201,15 +313,26 @@ class LambdaSim extends EventEmitter {
       AWS_LAMBDA_FUNCTION_NAME: o.functionName,
       AWS_LAMBDA_FUNCTION_VERSION: o.functionVersion,
       AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(o.memoryMB),
-      AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
+      AWS_LAMBDA_INITIALIZATION_TYPE: this.mode.initializationType,
       AWS_LAMBDA_LOG_FORMAT: o.logFormat,
       AWS_REGION: o.region,
       AWS_DEFAULT_REGION: o.region,
-      AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs20.x',
+      AWS_EXECUTION_ENV: this.mode.runtime.executionEnv,
       LAMBDA_TASK_ROOT: '/var/task',
       ...o.env,
     };
+    if (o.credentials === 'container') {
+      // As on SnapStart and Managed Instances: no key variables, the container provider instead.
+      for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN']) delete env[k];
+      env.AWS_CONTAINER_CREDENTIALS_FULL_URI = this.credentialsUri;
+      env.AWS_CONTAINER_AUTHORIZATION_TOKEN = this.credentialsToken;
+      for (const k of ['AWS_CONTAINER_CREDENTIALS_FULL_URI', 'AWS_CONTAINER_AUTHORIZATION_TOKEN']) {
+        if (k in o.env) env[k] = o.env[k]; // a test may still override (null deletes)
+      }
+    }
+    if (this.mode.maxConcurrency > 1 && !('AWS_LAMBDA_MAX_CONCURRENCY' in o.env)) env.AWS_LAMBDA_MAX_CONCURRENCY = String(this.mode.maxConcurrency);
     for (const [k, v] of Object.entries(env)) if (v === undefined || v === null) delete env[k];
+    this.childEnv = env;
     const argv = [...o.wrapper, o.bin];
     this.timings.spawnAt = Date.now();
     this.timings.spawnHr = process.hrtime.bigint();
@@ -295,8 +418,21 @@ class LambdaSim extends EventEmitter {
    * @param {number} [p.durationMs]  simulated handler duration (default ~ real elapsed time)
    * @param {function} [p.beforeDone] async hook run after the log lines, before runtimeDone
    * @param {string|function} [p.level='INFO'] log level of each line (or i => level)
+   * @param {boolean} [p.timeout]    the function overruns its deadline (functionTimeoutMs): after the
+   *                                 deadline, runtimeDone {status: timeout} (unless p.runtimeDone
+   *                                 === false) and report; then the environment is reset: SHUTDOWN
+   *                                 {shutdownReason: timeout} at the extension's /event/next. Resolves
+   *                                 after the extension exited; inv.shutdown is shutdown()'s result.
+   * @param {boolean} [p.crash]      the runtime exits: runtimeDone {status: failure, errorType:
+   *                                 Runtime.ExitError}, report, reset with shutdownReason failure
+   * @param {number} [p.functionTimeoutMs] this invocation's deadline (default o.functionTimeoutMs)
+   * Managed Instances: the same as invokeConcurrent(1, p)[0]. SnapStart: restores first if not yet
+   * restored; provisioned concurrency: the frozen gap first if not yet taken.
    */
   async invoke(p = {}) {
+    if (!this.mode.invokeEvent) return (await this.invokeConcurrent(1, p))[0];
+    if (this.mode.restore && !this.restores.length && this.state === 'idle') await this.restore();
+    if (this.mode.gap && !this.gaps.length && this.state === 'idle') await this.gap();
     if (this.state !== 'idle') throw new Error(`invoke: sandbox is ${this.state}, not idle`);
     const lines = p.lines ?? 3;
     const chunk = p.chunk ?? 500;
@@ -311,15 +447,17 @@ class LambdaSim extends EventEmitter {
     this._runtimeDone = false;
     this._currentInvoke = inv;
     const nextCalled = this._waitNextCall();
+    nextCalled.then((at) => { inv.firstNextAt = at; }, () => {});
     this._thaw();
+    inv.deadlineMs = Date.now() + (p.functionTimeoutMs ?? this.o.functionTimeoutMs);
 
     const traceId = `Root=1-${Math.floor(Date.now() / 1000).toString(16)}-${crypto.randomBytes(12).toString('hex')}` +
       `;Parent=${crypto.randomBytes(8).toString('hex')};Sampled=1`;
     this._respondNext({
       eventType: 'INVOKE',
-      deadlineMs: Date.now() + this.o.functionTimeoutMs,
+      deadlineMs: inv.deadlineMs,
       requestId,
-      invokedFunctionArn: `arn:aws:lambda:${this.o.region}:123456789012:function:${this.o.functionName}`,
+      invokedFunctionArn: this.functionArn,
       tracing: { type: 'X-Amzn-Trace-Id', value: traceId },
     });
 
@@ -335,6 +473,7 @@ class LambdaSim extends EventEmitter {
       if (this.exit) throw new Error('extension exited during invoke');
     }
     if (p.beforeDone) await p.beforeDone(inv);
+    if (p.timeout || p.crash) return this._invokeFails(inv, p, t0);
     const elapsed = Number(process.hrtime.bigint() - t0) / 1e6;
     // Simulated handler time: what writing the logs took plus a little "work".
     const durationMs = ms3(p.durationMs ?? elapsed + 1 + Math.random() * 20);
@@ -378,7 +517,13 @@ class LambdaSim extends EventEmitter {
       memorySizeMB: this.o.memoryMB,
       maxMemoryUsedMB: Math.min(this.o.memoryMB, 40 + inv.index % 7),
     };
-    if (inv.index === 0) metrics.initDurationMs = this.timings.initDurationMs;
+    if (inv.index === 0 && this.mode.restore && this.restores.length) {
+      // SnapStart: the first invoke of a restored environment reports the restore, not the init.
+      metrics.restoreDurationMs = this.restores[0].durationMs;
+      metrics.billedRestoreDurationMs = Math.ceil(this.restores[0].durationMs);
+    } else if (inv.index === 0 && this.mode.initializationType === 'on-demand') {
+      metrics.initDurationMs = this.timings.initDurationMs;
+    }
     const rep = { requestId: inv.requestId, status: inv.status, metrics };
     if (inv.status !== 'success') rep.errorType = 'Runtime.Unknown';
     inv.report = this._emit('platform.report', rep);
@@ -392,7 +537,203 @@ class LambdaSim extends EventEmitter {
     const d = deferred();
     this._nextWaiters.push(d);
     this._idleAgain = d.promise;
+    d.promise.catch(() => {});
     return d.promise;
+  }
+
+  // The function overran its deadline (p.timeout) or the runtime crashed (p.crash): the platform
+  // reports it and resets the environment (SHUTDOWN at the extension's next /event/next).
+  async _invokeFails(inv, p, t0) {
+    const { requestId } = inv;
+    let status;
+    let errorType;
+    if (p.crash) {
+      status = 'failure';
+      errorType = 'Runtime.ExitError';
+    } else {
+      status = 'timeout';
+      const left = inv.deadlineMs - Date.now();
+      if (left > 0) await sleep(left);
+    }
+    this._currentInvoke = null; // no normal end of this invoke (no freeze, no report at next)
+    const durationMs = ms3(Number(process.hrtime.bigint() - t0) / 1e6);
+    inv.durationMs = durationMs;
+    inv.status = status;
+    inv.deadlinePassedAt = Date.now();
+    inv.nextBeforeDeadline = !!inv.firstNextAt && inv.firstNextAt <= inv.deadlineMs;
+    if (p.runtimeDone !== false) {
+      const rec = { requestId, status, metrics: { durationMs, producedBytes: 0 } };
+      if (errorType) rec.errorType = errorType;
+      const done = this._emit('platform.runtimeDone', rec);
+      inv.events.push(done);
+      inv.runtimeDoneSeq = done.seq;
+      inv.runtimeDoneAt = Date.now();
+    }
+    const rep = {
+      requestId, status,
+      metrics: { durationMs, billedDurationMs: Math.ceil(durationMs), memorySizeMB: this.o.memoryMB, maxMemoryUsedMB: 41 },
+    };
+    if (errorType) rep.errorType = errorType;
+    inv.report = this._emit('platform.report', rep);
+    inv.events.push(inv.report);
+    this.resetReason = p.crash ? 'failure' : 'timeout';
+    inv.shutdown = await this.shutdown({ reason: this.resetReason, waitNextMs: p.waitNextMs });
+    return inv;
+  }
+
+  /**
+   * Managed Instances: n invocations at once in this (never frozen) environment. Request k starts
+   * in round k; each started request writes one log line per round until it has written p.lines,
+   * then ends with platform.report: starts, lines and reports of different requests interleave.
+   * No INVOKE event and no platform.runtimeDone (the extension is registered for SHUTDOWN only).
+   * @param {number} n
+   * @param {object} [p]  {lines=3, message, level, roundMs=0 (sleep between rounds; 0: setImmediate)}
+   * @returns {Promise<object[]>} one inv per request: {index, requestId, events, lines, report}
+   */
+  async invokeConcurrent(n, p = {}) {
+    if (n < 1 || n > this.mode.maxConcurrency) {
+      throw new Error(`invokeConcurrent: ${n} invocations at once; mode ${this.o.mode} allows ${this.mode.maxConcurrency}`);
+    }
+    if (this.mode.invokeEvent) {
+      // One at a time, with INVOKE events (n == 1 here).
+      return [await this.invoke(p)];
+    }
+    if (this.state !== 'idle' && this.state !== 'invoke') throw new Error(`invokeConcurrent: sandbox is ${this.state}`);
+    const lines = p.lines ?? 3;
+    const msg = p.message || defaultMessage;
+    this._active = (this._active || 0) + n;
+    this.state = 'invoke';
+    const invs = [];
+    for (let k = 0; k < n; k++) {
+      invs.push({
+        index: this.invokes.length, requestId: crypto.randomUUID(), startedAt: 0, events: [], lines: [],
+        written: 0, concurrent: n, runtimeDoneSeq: -1,
+      });
+      this.invokes.push(invs[k]);
+    }
+    for (let round = 0; invs.some((v) => !v.report); round++) {
+      if (this.exit) throw new Error('extension exited during invokes');
+      if (round < n) {
+        const v = invs[round];
+        v.startedAt = Date.now();
+        v.t0 = process.hrtime.bigint();
+        v.events.push(this._emit('platform.start', { requestId: v.requestId, version: this.o.functionVersion, functionArn: this.functionArn }));
+      }
+      for (const v of invs.slice(0, round + 1)) {
+        if (v.report) continue;
+        if (v.written < lines) {
+          const i = v.written++;
+          const marker = `sim:${this.id}:${v.index}:${i}`;
+          v.lines.push(marker);
+          const level = typeof p.level === 'function' ? p.level(i) : (p.level || 'INFO');
+          v.events.push(this._emitFunctionLog(msg(marker, i), v.requestId, level));
+        } else {
+          const durationMs = ms3(Number(process.hrtime.bigint() - v.t0) / 1e6 + 1);
+          v.durationMs = durationMs;
+          v.status = 'success';
+          v.report = this._emit('platform.report', {
+            requestId: v.requestId, status: 'success', metrics: { durationMs },
+            spans: [
+              { name: 'responseLatency', start: new Date(v.startedAt).toISOString(), durationMs: ms3(durationMs * 0.99) },
+              { name: 'responseDuration', start: nowIso(), durationMs: 0.045 },
+            ],
+          });
+          v.events.push(v.report);
+        }
+      }
+      if (p.roundMs) await sleep(p.roundMs); else await new Promise((r) => setImmediate(r));
+    }
+    this._active -= n;
+    if (!this._active && this.state === 'invoke') this.state = 'idle';
+    return invs;
+  }
+
+  // The credentials the container provider serves from now on (generation + 1).
+  rotateCredentials() {
+    const previous = this.credentials;
+    const g = ++this.generation;
+    const tag = `${this.id.toUpperCase()}G${g}`;
+    this.credentials = {
+      generation: g,
+      AccessKeyId: `ASIASIM${tag}`.slice(0, 20).padEnd(20, 'X'),
+      SecretAccessKey: `simSecret${g}/${crypto.randomBytes(15).toString('base64')}`,
+      Token: `IQoJsimSessionToken${tag}${crypto.randomBytes(48).toString('base64')}`,
+      Expiration: new Date(Date.now() + this.o.credentialsTtlMs).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    };
+    this.credentialHistory.push(this.credentials);
+    this.emit('credentials', this.credentials, previous);
+    return this.credentials;
+  }
+
+  // Which generation of served credentials a key id is (0: none of ours).
+  credentialGeneration(accessKeyId) {
+    const c = this.credentialHistory.find((x) => x.AccessKeyId === accessKeyId);
+    return c ? c.generation : 0;
+  }
+
+  async _hook(name, info) {
+    this.emit(name, info);
+    const fn = this.o[`on${name[0].toUpperCase()}${name.slice(1)}`];
+    if (fn) await fn(info, this);
+  }
+
+  /**
+   * Provisioned concurrency: the environment, initialized long before, sits frozen until the first
+   * invoke. The 'gap' hook (o.onGap, event 'gap') runs at its start: e.g. the Kinesis side kills
+   * every connection silently.
+   */
+  async gap({ ms = this.o.gapMs } = {}) {
+    if (this.state !== 'idle') throw new Error(`gap: sandbox is ${this.state}, not idle`);
+    const g = { at: Date.now(), ms, seq: this._seq };
+    this.gaps.push(g);
+    await this._hook('gap', g);
+    await sleep(ms);
+    return g;
+  }
+
+  /**
+   * SnapStart: resume an environment from the snapshot taken at the end of init. Here the same
+   * (frozen) process is thawed: the container provider serves new credentials (the old ones are
+   * expired), the platform's telemetry sender starts anew (its kept-alive connection to the
+   * listener is abandoned, never closed), the 'restore' hook runs (o.onRestore, event 'restore':
+   * e.g. the Kinesis side drops every connection silently and refuses the old credentials), then
+   * restoreStart, restoreRuntimeDone and restoreReport are emitted. The extension gets no event:
+   * it wakes with its next INVOKE (the next invoke()).
+   * @param {object} [p]  {gapMs: time between snapshot and restore, lines: afterRestore hook log
+   *                      lines (default 1), status: restoreRuntimeDone status (default success)}
+   */
+  async restore(p = {}) {
+    if (!this.mode.restore) throw new Error(`restore: mode ${this.o.mode} has no snapshots`);
+    if (this.state !== 'idle' || !this.snapshot || this.restores.length || this.invokes.length) {
+      throw new Error(`restore: sandbox is ${this.state}${this.restores.length ? ', restored already' : ''}, not at the snapshot`);
+    }
+    const gapMs = p.gapMs ?? this.o.restoreGapMs;
+    await sleep(gapMs);
+    const previous = this.credentials;
+    if (this.o.credentials === 'container') this.rotateCredentials();
+    this._oldAgents.push(this._agent);
+    this._agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const r = { at: Date.now(), seq: this._seq, gapMs, generation: this.generation, credentials: this.credentials, previous };
+    this.restores.push(r);
+    await this._hook('restore', r);
+    const t0 = Date.now();
+    this.state = 'restore';
+    this._emit('platform.restoreStart', {
+      functionName: this.o.functionName, functionVersion: this.o.functionVersion,
+      runtimeVersion: this.runtimeVersion, runtimeVersionArn: this.runtimeVersionArn,
+    });
+    this._thaw();
+    const lines = p.lines ?? 1;
+    for (let i = 0; i < lines; i++) {
+      this._emitFunctionLog(defaultMessage(`sim:${this.id}:restore${this.restores.length - 1}:${i}`, i), undefined, 'INFO');
+    }
+    await sleep(5);
+    const status = p.status || 'success';
+    this._emit('platform.restoreRuntimeDone', { status });
+    r.durationMs = ms3(Date.now() - t0 + 0.5);
+    this._emit('platform.restoreReport', { status, metrics: { durationMs: r.durationMs } });
+    this.state = 'idle';
+    return r;
   }
 
   _emitFunctionLog(message, requestId, level) {
@@ -419,14 +760,17 @@ class LambdaSim extends EventEmitter {
    * @returns {{code, signal, shutdownToExitMs, overrun, deadlineMs, reason}}
    */
   async shutdown(p = {}) {
-    const reason = p.reason ?? this.o.shutdownReason;
+    const reason = p.reason ?? this.resetReason ?? this.o.shutdownReason;
     const deadlineAfter = p.deadlineMs ?? this.o.shutdownDeadlineMs;
     if (this.exit) return { ...this.exit, alreadyExited: true };
     if (!this._pendingNext) {
       // Wait (bounded) for the extension to be at /event/next.
       await withTimeout(this._idle.promise, p.waitNextMs ?? 5000, 'extension at /event/next before SHUTDOWN')
         .catch(() => {});
-      if (!this._pendingNext && this.state === 'invoke') await this._idleAgain;
+      // The platform waits (bounded) for the extension to call /event/next, to answer with SHUTDOWN.
+      if (!this._pendingNext && this.state === 'invoke') {
+        await withTimeout(this._idleAgain, p.waitNextMs ?? 5000, 'extension at /event/next before SHUTDOWN').catch(() => {});
+      }
     }
     this.state = 'shutdown';
     this._thaw();
@@ -486,6 +830,7 @@ class LambdaSim extends EventEmitter {
     this._clearTimer();
     if (this._pendingNext) { this._pendingNext.res.destroy(); this._pendingNext = null; }
     this._agent.destroy();
+    for (const a of this._oldAgents.splice(0)) a.destroy();
     if (this.server) {
       this.server.closeAllConnections?.();
       await new Promise((r) => this.server.close(() => r()));
@@ -622,6 +967,7 @@ class LambdaSim extends EventEmitter {
       host: '127.0.0.1', port: sub.port, path: sub.path, method: 'POST', agent: this._agent,
       headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
     }, (res) => {
+      d.localPort = res.socket && res.socket.localPort; // which connection of the sender
       res.resume();
       res.on('end', () => finish(res.statusCode));
       res.on('error', (e) => finish(0, e));
@@ -678,6 +1024,7 @@ class LambdaSim extends EventEmitter {
           if (req.method !== 'PUT') return fail(405, 'MethodNotAllowed', 'Method not allowed');
           return this._subscribe(req, body, send, fail);
         }
+        if (p === CREDENTIALS_PATH && this.o.credentials === 'container') return this._serveCredentials(req, send);
         entry.status = 404;
         res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
         res.end('404 page not found\n');
@@ -685,6 +1032,23 @@ class LambdaSim extends EventEmitter {
         fail(500, 'ServiceError', String(e && e.stack || e));
       }
     });
+  }
+
+  // The container credentials provider (SnapStart, Managed Instances): the current generation's
+  // credentials for the right Authorization token; 401 otherwise.
+  _serveCredentials(req, send) {
+    const rec = { at: Date.now(), method: req.method, authorization: req.headers.authorization, status: 0, generation: 0 };
+    this.credentialRequests.push(rec);
+    if (req.method !== 'GET') { rec.status = 405; return send(405, { message: 'Method not allowed' }); }
+    if (req.headers.authorization !== this.credentialsToken) {
+      rec.status = 401;
+      return send(401, { message: 'Authorization token is invalid' });
+    }
+    const c = this.credentials;
+    rec.status = 200;
+    rec.generation = c.generation;
+    this.emit('credentialsRequest', rec);
+    return send(200, { AccessKeyId: c.AccessKeyId, SecretAccessKey: c.SecretAccessKey, Token: c.Token, Expiration: c.Expiration });
   }
 
   // Identifier checks shared by the authenticated calls (403 as the Runtime API does).
@@ -700,7 +1064,11 @@ class LambdaSim extends EventEmitter {
     return id;
   }
 
-  _register(req, body, send, fail) {
+  _register(req, body, send0, fail0) {
+    const attempt = { at: Date.now(), events: null, status: 0, body: null };
+    this.registerAttempts.push(attempt);
+    const send = (status, obj, headers) => { attempt.status = status; attempt.body = obj; return send0(status, obj, headers); };
+    const fail = (status, errorType, errorMessage) => send(status, { errorMessage, errorType });
     const name = req.headers['lambda-extension-name'];
     if (!name) return fail(400, 'Extension.InvalidExtensionName', 'Empty extension name');
     let parsed;
@@ -713,8 +1081,16 @@ class LambdaSim extends EventEmitter {
     }
     const events = parsed.events ?? [];
     if (!Array.isArray(events)) return fail(400, 'InvalidRequestFormat', 'events must be an array');
+    attempt.events = [...events];
     for (const e of events) {
       if (!EXTENSION_EVENTS.includes(e)) return fail(400, 'Extension.InvalidEventType', `${e}: invalid event type`);
+    }
+    for (const e of events) {
+      // An event this mode does not offer (INVOKE on Managed Instances): the platform's exact answer.
+      if (!this.mode.registerEvents.includes(e)) {
+        const r = this.mode.registerRefusal(e);
+        return send(r.status, r.body);
+      }
     }
     if (name !== this.extensionName) {
       return fail(403, 'Extension.InvalidExtensionName',
@@ -737,7 +1113,9 @@ class LambdaSim extends EventEmitter {
     for (let i = 0; i < this.o.initLines; i++) {
       this._emitFunctionLog(defaultMessage(`sim:${this.id}:init:${i}`, i), undefined, 'INFO');
     }
-    this._emit('platform.initRuntimeDone', { initializationType: 'on-demand', phase: 'init', status: 'success' });
+    this._emit('platform.initRuntimeDone', this.mode.readyEvent
+      ? { initializationType: this.mode.initializationType, status: 'success', phase: 'init' } // the emulator's order
+      : { initializationType: this.mode.initializationType, phase: 'init', status: 'success' });
     this._runtimeInitDone = true;
     this._maybeEndInit();
   }
@@ -746,9 +1124,18 @@ class LambdaSim extends EventEmitter {
     if (this.state !== 'init' || !this._runtimeInitDone || !this._pendingNext) return;
     const durationMs = ms3(Date.now() - this.timings.startAt);
     this.timings.initDurationMs = durationMs;
-    this._emit('platform.initReport', {
-      initializationType: 'on-demand', phase: 'init', status: 'success', metrics: { durationMs },
-    });
+    // Where init ended: the extension is in /event/next (SnapStart takes its snapshot here).
+    this.snapshot = { seq: this._seq, at: Date.now() };
+    if (this.mode.readyEvent) {
+      this._emit('platform.extension', { name: this.extensionName, state: 'Ready', events: [...this.registration.events] });
+      this._emit('platform.initReport', {
+        initializationType: this.mode.initializationType, metrics: { durationMs }, phase: 'init', status: 'success',
+      });
+    } else {
+      this._emit('platform.initReport', {
+        initializationType: this.mode.initializationType, phase: 'init', status: 'success', metrics: { durationMs },
+      });
+    }
     this.state = 'idle';
     this._idle.resolve();
     this._freeze();
@@ -804,13 +1191,26 @@ class LambdaSim extends EventEmitter {
     send(202, { status: 'OK' });
   }
 
-  _subscribe(req, body, send, fail) {
+  _subscribe(req, body, send0, fail0) {
+    const attempt = { at: Date.now(), schemaVersion: undefined, status: 0, text: null };
+    this.subscribeAttempts.push(attempt);
+    const send = (status, obj, headers) => {
+      attempt.status = status;
+      attempt.text = typeof obj === 'string' ? obj : JSON.stringify(obj);
+      return send0(status, obj, headers);
+    };
+    const fail = (status, errorType, errorMessage) => send(status, { errorMessage, errorType });
     if (!this._checkId(req, fail)) return;
     let s;
     try { s = JSON.parse(body); } catch (e) { return fail(400, 'ValidationError', `Invalid JSON: ${e.message}`); }
     if (!s || typeof s !== 'object' || Array.isArray(s)) return fail(400, 'ValidationError', 'body must be a JSON object');
-    if (!SCHEMA_VERSIONS.includes(s.schemaVersion)) {
-      return fail(400, 'ValidationError', `schemaVersion must be one of ${SCHEMA_VERSIONS.join(', ')}`);
+    attempt.schemaVersion = s.schemaVersion;
+    if (SCHEMA_VERSIONS.includes(s.schemaVersion) && !this.mode.schemas.includes(s.schemaVersion) && this.mode.schemaRefusal) {
+      const r = this.mode.schemaRefusal;
+      return send(r.status, r.text, { 'Content-Type': 'application/json' });
+    }
+    if (!this.mode.schemas.includes(s.schemaVersion)) {
+      return fail(400, 'ValidationError', `schemaVersion must be one of ${this.mode.schemas.join(', ')}`);
     }
     const dst = s.destination;
     if (!dst || typeof dst !== 'object') return fail(400, 'ValidationError', 'destination is required');
@@ -849,7 +1249,7 @@ class LambdaSim extends EventEmitter {
     this.subscriptions.push({ ...s, at: Date.now() });
     this.timings.subscribeAt = Date.now();
     this.emit('subscribe', this._sub);
-    send(200, 'OK');
+    send(200, this.mode.subscribeBody);
     // Lambda delivers what was emitted since the sandbox started (init events) to the subscriber.
     const backlog = this._preSub.splice(0);
     for (const rec of backlog) if (types.includes(rec.category)) this._enqueue(rec);
@@ -868,7 +1268,13 @@ class LambdaSim extends EventEmitter {
     const acked = this.emitted.filter((r) => r.acked).length;
     return {
       extension: this.extensionName,
+      mode: this.o.mode,
       pid: this.pid,
+      register: this.registerAttempts.map((a) => `${JSON.stringify(a.events)}:${a.status}`),
+      subscribe: this.subscribeAttempts.map((a) => `${a.schemaVersion}:${a.status}`),
+      restores: this.restores.length,
+      gaps: this.gaps.length,
+      credentialRequests: this.credentialRequests.length,
       coldStartMs: this.timings.coldStartMs && ms3(this.timings.coldStartMs),
       initDurationMs: this.timings.initDurationMs,
       subscription: this._sub && { types: this._sub.types, buffering: this._sub.buffering, uri: this._sub.uri },
@@ -904,6 +1310,7 @@ function parseArgs(argv) {
     else if (k === '--deadline-ms') a.shutdownDeadlineMs = Number(v());
     else if (k === '--reason') a.shutdownReason = v();
     else if (k === '--no-freeze') a.freeze = false;
+    else if (k === '--mode') a.mode = v();
     else if (k === '--quiet') a.echo = false;
     else if (k === '--cold-start-only') a.coldStartOnly = true;
     else if (k === '--json') a.json = true;
@@ -918,13 +1325,13 @@ async function main() {
   if (a.help || !a.bin) {
     console.log(`usage: node lambda_sim.js --bin PATH [--wrapper CMD] [--invokes N] [--lines N]
        [--log-format Text|JSON] [--env K=V]... [--deadline-ms MS] [--reason R] [--no-freeze]
-       [--quiet] [--cold-start-only] [--json]
+       [--quiet] [--cold-start-only] [--json] [--mode ${Object.keys(MODES).join('|')}]
 Runs one external extension through init, N invokes and SHUTDOWN, then prints a summary.`);
     process.exit(a.help ? 0 : 2);
   }
   const sim = new LambdaSim({
     bin: path.resolve(a.bin), wrapper: a.wrapper, env: a.env, logFormat: a.logFormat, echo: a.echo,
-    freeze: a.freeze ?? true, shutdownDeadlineMs: a.shutdownDeadlineMs, shutdownReason: a.shutdownReason,
+    freeze: a.freeze, mode: a.mode, shutdownDeadlineMs: a.shutdownDeadlineMs, shutdownReason: a.shutdownReason,
   });
   let rc = 0;
   try {
@@ -949,4 +1356,6 @@ Runs one external extension through init, N invokes and SHUTDOWN, then prints a 
 
 if (require.main === module) main();
 
-module.exports = { LambdaSim, BUFFERING, SCHEMA_VERSIONS, TELEMETRY_TYPES, categoryOf, defaultMessage };
+module.exports = {
+  LambdaSim, MODES, BUFFERING, SCHEMA_VERSIONS, TELEMETRY_TYPES, CREDENTIALS_PATH, categoryOf, defaultMessage,
+};

@@ -3,6 +3,8 @@
 #   make tests-npm   npm ci in tests/ when node_modules is missing or the lock file changed
 #   make sim-test    self-test of the Lambda simulator and the kinesalite harness (no telkin needed)
 #   make e2e-test    telkin in the Lambda simulator shipping into kinesalite, checked event by event
+#   make modes-test  the same in every Lambda execution mode (on-demand, provisioned concurrency,
+#                    SnapStart restore, Managed Instances, timeout/crash resets): tests/modes.test.js
 #   make demo        the same, narrated: records printed, one-line summary
 #
 # TELKIN_BIN (default build/telkin) and TELKIN_BIN_WRAPPER (e.g. qemu-aarch64-static) select the
@@ -12,7 +14,7 @@ TESTS_DIR       := tests
 TESTS_NPM_STAMP := $(TESTS_DIR)/node_modules/.npm-ci-stamp
 TELKIN_BIN      ?= $(abspath $(BUILD)/telkin)
 
-.PHONY: tests-npm sim-test e2e-test demo
+.PHONY: tests-npm sim-test e2e-test modes-test demo
 
 tests-npm: $(TESTS_NPM_STAMP)
 
@@ -21,10 +23,13 @@ $(TESTS_NPM_STAMP): $(TESTS_DIR)/package.json $(TESTS_DIR)/package-lock.json
 	@touch $@
 
 sim-test: tests-npm
-	cd $(TESTS_DIR) && node --test sim.test.js kinesis.test.js
+	cd $(TESTS_DIR) && TELKIN_SHARED=$(SHARED) node --test sim.test.js kinesis.test.js
 
 e2e-test: $(BUILD)/telkin tests-npm
 	cd $(TESTS_DIR) && TELKIN_BIN=$(TELKIN_BIN) node --test e2e.test.js
+
+modes-test: $(BUILD)/telkin tests-npm
+	cd $(TESTS_DIR) && TELKIN_BIN=$(TELKIN_BIN) node --test modes.test.js
 
 demo: deps $(BUILD)/telkin tests-npm
 	cd $(TESTS_DIR) && TELKIN_BIN=$(TELKIN_BIN) node demo.js
