@@ -733,13 +733,285 @@ void sigv4_set_credentials(struct sigv4_signer *s, const char *access_key_id,
 /* see sigv4.h */
 void sigv4_payload_hash(const void *body, size_t len, char out[SIGV4_HASH_HEX_LEN + 1])
 {
-	br_sha256_context h;
+	struct sigv4_sha256 h;
 	uint8_t hash[32];
 
-	br_sha256_init(&h);
-	br_sha256_update(&h, body, len);
-	br_sha256_out(&h, hash);
+	sigv4_sha256_init(&h);
+	sigv4_sha256_update(&h, body, len);
+	sigv4_sha256_out(&h, hash);
 	hex_encode(hash, sizeof hash, out);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* SHA-256 of request bodies (FIPS 180-4). Three engines for the compression of whole 64-byte  */
+/* blocks; padding and buffering are shared. The state is kept as H0..H7.                     */
+
+static const uint32_t sha256_k[64] = {
+	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+	0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+	0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+	0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+	0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+	0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+	0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+	0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+	0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+	0xc67178f2,
+};
+
+static uint32_t ror32(uint32_t x, unsigned n)
+{
+	return (x >> n) | (x << (32 - n));
+}
+
+static uint32_t load_be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* One round (FIPS 180-4 6.2.2 step 3), the working variables named where they are: rather
+ * than moving eight variables each round, the next round names them one place further. */
+#define SHA256_ROUND(a, b, c, d, e, f, g, h, i) do {                                       \
+		uint32_t t1 = h + (ror32(e, 6) ^ ror32(e, 11) ^ ror32(e, 25)) +              \
+		              (g ^ (e & (f ^ g))) + sha256_k[i] + w[i];                        \
+		uint32_t t2 = (ror32(a, 2) ^ ror32(a, 13) ^ ror32(a, 22)) +                   \
+		              ((a & b) | (c & (a | b)));                                       \
+		d += t1;                                                                      \
+		h = t1 + t2;                                                                  \
+	} while (0)
+
+/* Portable C: the whole message schedule first, then the rounds eight at a time. */
+static void sha256_blocks_portable(uint32_t st[8], const unsigned char *p, size_t n)
+{
+	for (; n; n--, p += 64) {
+		uint32_t w[64], a = st[0], b = st[1], c = st[2], d = st[3], e = st[4], f = st[5],
+		         g = st[6], h = st[7];
+		for (int i = 0; i < 16; i++)
+			w[i] = load_be32(p + 4 * i);
+		for (int i = 16; i < 64; i++)
+			w[i] = (ror32(w[i - 2], 17) ^ ror32(w[i - 2], 19) ^ (w[i - 2] >> 10)) + w[i - 7] +
+			       (ror32(w[i - 15], 7) ^ ror32(w[i - 15], 18) ^ (w[i - 15] >> 3)) +
+			       w[i - 16];
+		for (int i = 0; i < 64; i += 8) {
+			SHA256_ROUND(a, b, c, d, e, f, g, h, i);
+			SHA256_ROUND(h, a, b, c, d, e, f, g, i + 1);
+			SHA256_ROUND(g, h, a, b, c, d, e, f, i + 2);
+			SHA256_ROUND(f, g, h, a, b, c, d, e, i + 3);
+			SHA256_ROUND(e, f, g, h, a, b, c, d, i + 4);
+			SHA256_ROUND(d, e, f, g, h, a, b, c, i + 5);
+			SHA256_ROUND(c, d, e, f, g, h, a, b, i + 6);
+			SHA256_ROUND(b, c, d, e, f, g, h, a, i + 7);
+		}
+		st[0] += a;
+		st[1] += b;
+		st[2] += c;
+		st[3] += d;
+		st[4] += e;
+		st[5] += f;
+		st[6] += g;
+		st[7] += h;
+	}
+}
+#undef SHA256_ROUND
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+/* The CPU has SHA-NI (CPUID.7.0:EBX[29]) and the SSSE3 and SSE4.1 shuffles it is used with. */
+static int sha256_x86_usable(void)
+{
+	unsigned a = 0, b = 0, c = 0, d = 0;
+
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSSE3) || !(c & bit_SSE4_1))
+		return 0;
+	if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+		return 0;
+	return (b >> 29) & 1;
+}
+
+/*
+ * x86 SHA extensions (Intel SHA Extensions, 2013): sha256rnds2 does two rounds on the state
+ * split as ABEF/CDGH; sha256msg1/msg2 extend the schedule four words at a time:
+ * W[t..t+3] = msg2(msg1(W[t-16..], W[t-12..]) + W[t-7..t-4], W[t-4..t-1]).
+ */
+__attribute__((target("sha,ssse3,sse4.1")))
+static void sha256_blocks_x86(uint32_t st[8], const unsigned char *p, size_t n)
+{
+	const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+	__m128i s0, s1, t, w[4];
+
+	t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)&st[0]), 0xB1);
+	s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)&st[4]), 0x1B);
+	s0 = _mm_alignr_epi8(t, s1, 8);        /* ABEF */
+	s1 = _mm_blend_epi16(s1, t, 0xF0);     /* CDGH */
+	for (; n; n--, p += 64) {
+		__m128i abef = s0, cdgh = s1;
+		for (int g = 0; g < 16; g++) {
+			__m128i *wg = &w[g & 3];
+			if (g < 4) {
+				*wg = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)
+				                                       (p + 16 * g)), bswap);
+			} else {
+				__m128i x = _mm_sha256msg1_epu32(*wg, w[(g + 1) & 3]);
+				x = _mm_add_epi32(x, _mm_alignr_epi8(w[(g + 3) & 3], w[(g + 2) & 3], 4));
+				*wg = _mm_sha256msg2_epu32(x, w[(g + 3) & 3]);
+			}
+			t = _mm_add_epi32(*wg, _mm_loadu_si128((const __m128i *)(const void *)
+			                                       &sha256_k[4 * g]));
+			s1 = _mm_sha256rnds2_epu32(s1, s0, t);
+			s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(t, 0x0E));
+		}
+		s0 = _mm_add_epi32(s0, abef);
+		s1 = _mm_add_epi32(s1, cdgh);
+	}
+	t = _mm_shuffle_epi32(s0, 0x1B);       /* FEBA */
+	s1 = _mm_shuffle_epi32(s1, 0xB1);      /* DCHG */
+	_mm_storeu_si128((__m128i *)(void *)&st[0], _mm_blend_epi16(t, s1, 0xF0));  /* DCBA */
+	_mm_storeu_si128((__m128i *)(void *)&st[4], _mm_alignr_epi8(s1, t, 8));     /* HGFE */
+}
+#endif
+
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#include <sys/auxv.h>
+
+#define SIGV4_HWCAP_SHA2 (1ul << 6) /* HWCAP_SHA2, arch/arm64/include/uapi/asm/hwcap.h */
+
+static int sha256_armv8_usable(void)
+{
+	return (getauxval(AT_HWCAP) & SIGV4_HWCAP_SHA2) != 0;
+}
+
+/*
+ * ARMv8 SHA-2 instructions: sha256h/sha256h2 do four rounds on ABCD/EFGH; sha256su0/su1 extend
+ * the schedule: W[t..t+3] = su1(su0(W[t-16..], W[t-12..]), W[t-8..], W[t-4..]).
+ */
+__attribute__((target("+crypto")))
+static void sha256_blocks_armv8(uint32_t st[8], const unsigned char *p, size_t n)
+{
+	uint32x4_t s0 = vld1q_u32(&st[0]), s1 = vld1q_u32(&st[4]);
+
+	for (; n; n--, p += 64) {
+		uint32x4_t abcd = s0, efgh = s1, w[4];
+		for (int g = 0; g < 4; g++)
+			w[g] = vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(p + 16 * g)));
+		for (int g = 0; g < 16; g++) {
+			uint32x4_t wk = vaddq_u32(w[g & 3], vld1q_u32(&sha256_k[4 * g])), a = s0;
+			if (g < 12)
+				w[g & 3] = vsha256su1q_u32(vsha256su0q_u32(w[g & 3], w[(g + 1) & 3]),
+				                           w[(g + 2) & 3], w[(g + 3) & 3]);
+			s0 = vsha256hq_u32(s0, s1, wk);
+			s1 = vsha256h2q_u32(s1, a, wk);
+		}
+		s0 = vaddq_u32(s0, abcd);
+		s1 = vaddq_u32(s1, efgh);
+	}
+	vst1q_u32(&st[0], s0);
+	vst1q_u32(&st[4], s1);
+}
+#endif
+
+typedef void sha256_blocks_fn(uint32_t st[8], const unsigned char *p, size_t n);
+
+static const struct {
+	const char *name;
+	sha256_blocks_fn *blocks;   /* NULL: not in this build */
+	int (*usable)(void);        /* NULL: always */
+} sha256_engines[SIGV4_SHA256_ENGINES] = {
+	[SIGV4_SHA256_PORTABLE] = { "portable", sha256_blocks_portable, NULL },
+#if defined(__x86_64__)
+	[SIGV4_SHA256_X86_SHA] = { "x86 SHA extensions", sha256_blocks_x86, sha256_x86_usable },
+#else
+	[SIGV4_SHA256_X86_SHA] = { "x86 SHA extensions", NULL, NULL },
+#endif
+#if defined(__aarch64__)
+	[SIGV4_SHA256_ARMV8_SHA2] = { "ARMv8 SHA-2", sha256_blocks_armv8, sha256_armv8_usable },
+#else
+	[SIGV4_SHA256_ARMV8_SHA2] = { "ARMv8 SHA-2", NULL, NULL },
+#endif
+};
+
+/* The engine in use: chosen once, the first time a body is hashed (one word, no lock: the
+ * process has one thread). */
+static int sha256_chosen = -1;
+
+/* see sigv4.h */
+int sigv4_sha256_select(enum sigv4_sha256_engine e)
+{
+	if ((unsigned)e >= SIGV4_SHA256_ENGINES || !sha256_engines[e].blocks ||
+	    (sha256_engines[e].usable && !sha256_engines[e].usable()))
+		return -1;
+	sha256_chosen = (int)e;
+	return 0;
+}
+
+/* see sigv4.h */
+enum sigv4_sha256_engine sigv4_sha256_engine(void)
+{
+	if (sha256_chosen < 0 && sigv4_sha256_select(SIGV4_SHA256_X86_SHA) < 0 &&
+	    sigv4_sha256_select(SIGV4_SHA256_ARMV8_SHA2) < 0)
+		sha256_chosen = SIGV4_SHA256_PORTABLE;
+	return (enum sigv4_sha256_engine)sha256_chosen;
+}
+
+/* see sigv4.h */
+const char *sigv4_sha256_engine_name(enum sigv4_sha256_engine e)
+{
+	return (unsigned)e < SIGV4_SHA256_ENGINES ? sha256_engines[e].name : "?";
+}
+
+/* see sigv4.h */
+void sigv4_sha256_init(struct sigv4_sha256 *h)
+{
+	static const uint32_t iv[8] = {
+		0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+		0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+	};
+
+	memcpy(h->state, iv, sizeof iv);
+	h->bytes = 0;
+}
+
+/* see sigv4.h */
+void sigv4_sha256_update(struct sigv4_sha256 *h, const void *data, size_t len)
+{
+	sha256_blocks_fn *blocks = sha256_engines[sigv4_sha256_engine()].blocks;
+	const unsigned char *p = data;
+	size_t have = (size_t)(h->bytes & 63);
+
+	h->bytes += len;
+	if (have) {
+		size_t take = 64 - have < len ? 64 - have : len;
+		memcpy(h->block + have, p, take);
+		p += take;
+		len -= take;
+		if (have + take < 64)
+			return;
+		blocks(h->state, h->block, 1);
+	}
+	blocks(h->state, p, len / 64);
+	memcpy(h->block, p + len / 64 * 64, len % 64);
+}
+
+/* see sigv4.h */
+void sigv4_sha256_out(struct sigv4_sha256 *h, uint8_t out[32])
+{
+	static const unsigned char pad[64] = { 0x80 };
+	uint64_t bits = h->bytes * 8;
+	unsigned char len_be[8];
+
+	for (int i = 0; i < 8; i++)
+		len_be[i] = (unsigned char)(bits >> (56 - 8 * i));
+	/* 0x80, zeros up to 56 mod 64, then the length in bits: FIPS 180-4 5.1.1 */
+	sigv4_sha256_update(h, pad, 1 + (119 - (h->bytes & 63)) % 64);
+	sigv4_sha256_update(h, len_be, 8);
+	for (int i = 0; i < 8; i++) {
+		out[4 * i] = (uint8_t)(h->state[i] >> 24);
+		out[4 * i + 1] = (uint8_t)(h->state[i] >> 16);
+		out[4 * i + 2] = (uint8_t)(h->state[i] >> 8);
+		out[4 * i + 3] = (uint8_t)h->state[i];
+	}
 }
 
 static void put_digits(char *out, unsigned v, int n)

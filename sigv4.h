@@ -83,6 +83,36 @@ void sigv4_amz_date(time_t t, char out[SIGV4_AMZ_DATE_LEN + 1]);
 void sigv4_payload_hash(const void *body, size_t len, char out[SIGV4_HASH_HEX_LEN + 1]);
 
 /*
+ * SHA-256 for request bodies (the payload hash, megabytes per request): with the CPU's SHA
+ * instructions where it has them -- the x86 SHA extensions, the ARMv8 SHA-2 instructions
+ * (Graviton 2 and later) -- else portable C. The best the CPU can run is chosen at the first use;
+ * every engine gives the same digest. The context is the caller's; nothing is allocated.
+ */
+enum sigv4_sha256_engine {
+	SIGV4_SHA256_PORTABLE,
+	SIGV4_SHA256_X86_SHA,     /* SHA-NI with SSSE3 and SSE4.1 */
+	SIGV4_SHA256_ARMV8_SHA2,  /* the ARMv8 Cryptographic Extension's SHA-256 */
+	SIGV4_SHA256_ENGINES
+};
+
+struct sigv4_sha256 {
+	uint32_t state[8];
+	uint64_t bytes;           /* hashed so far */
+	unsigned char block[64];  /* a partial block */
+};
+
+void sigv4_sha256_init(struct sigv4_sha256 *h);
+void sigv4_sha256_update(struct sigv4_sha256 *h, const void *data, size_t len);
+/* The digest; h may be initialized again afterwards. */
+void sigv4_sha256_out(struct sigv4_sha256 *h, uint8_t out[32]);
+
+/* Use this engine from now on: 0, or -1 when this CPU (or this build) cannot run it. */
+int sigv4_sha256_select(enum sigv4_sha256_engine e);
+/* The engine in use (chosen now if none was yet), and its name for logs and benchmarks. */
+enum sigv4_sha256_engine sigv4_sha256_engine(void);
+const char *sigv4_sha256_engine_name(enum sigv4_sha256_engine e);
+
+/*
  * The canonical request (Task 1 of the specification) into out. Returns its length (out is
  * NUL-terminated), or -1 when it does not fit or the request is malformed.
  *
