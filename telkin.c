@@ -3470,8 +3470,7 @@ static void api_report_error(struct telkin *t, const char *path, const char *typ
 static void api_next(struct telkin *t)
 {
 	size_t len = api_build_head(t, t->api_head, sizeof(t->api_head), "GET", API_NEXT, NULL, 0);
-	t->phase = PHASE_WAIT_EVENT;
-	t->request_id[0] = 0;
+	t->phase = PHASE_WAIT_EVENT;   /* request_id stays: with periodic the invocation runs on */
 	hc_start(&t->api, t->api_head, len, NULL, 0, 0);
 }
 
@@ -3691,11 +3690,15 @@ static void lifecycle_step(struct telkin *t, int64_t now)
 		lifecycle_flush(t, now);
 		break;
 	case PHASE_INVOKE:
-		if (t->request_id[0] && !strcmp(t->runtime_done_id, t->request_id)) {
+		if (flush_effective(t) == FLUSH_PERIODIC) {
+			/* periodic never holds the freeze: /event/next at once, not after runtimeDone
+			 * (Lambda bills the wait for it); shipping goes on until the freeze comes, and
+			 * what waits then goes at the next thaw. */
 			t->phase = PHASE_FLUSH;
-			/* periodic never holds the freeze: what waits goes at the next thaw */
-			t->flush_deadline = flush_effective(t) == FLUSH_PERIODIC ? now :
-			                    now + t->cfg.flush_timeout_ms;
+			t->flush_deadline = now;
+		} else if (t->request_id[0] && !strcmp(t->runtime_done_id, t->request_id)) {
+			t->phase = PHASE_FLUSH;
+			t->flush_deadline = now + t->cfg.flush_timeout_ms;
 			if (t->flush_deadline > t->invoke_deadline)
 				t->flush_deadline = t->invoke_deadline;
 		} else if (now >= t->invoke_deadline) {

@@ -356,7 +356,33 @@ static void test_dead_kept_alive_connection_is_resent_at_once(void **state)
 	tk_free(t);
 }
 
+/* periodic: /event/next as soon as the invocation starts, without waiting for runtimeDone. */
+static void test_periodic_calls_next_without_waiting_for_runtime_done(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	int64_t now = now_ms();
+	(void)state;
+	t->cfg.flush_mode = FLUSH_PERIODIC;
+	t->phase = PHASE_INVOKE;
+	strcpy(t->request_id, "r2");
+	strcpy(t->runtime_done_id, "r1");  /* the previous invocation's */
+	t->invoke_deadline = now + 10000;
+	tk_fill(t, 2, 10);
+	lifecycle_step(t, now);
+	assert_int_equal(t->phase, PHASE_WAIT_EVENT);
+	assert_string_equal(t->request_id, "r2");  /* text lines of r2 still keyed by it */
+	assert_int_equal(t->q.count, 2);           /* shipped by age while the function runs */
+	hc_close(&t->api);
+	/* end waits for runtimeDone. */
+	t->cfg.flush_mode = FLUSH_END;
+	t->phase = PHASE_INVOKE;
+	lifecycle_step(t, now);
+	assert_int_equal(t->phase, PHASE_INVOKE);
+	tk_free(t);
+}
+
 static const struct CMUnitTest modes_tests[] = {
+	cmocka_unit_test(test_periodic_calls_next_without_waiting_for_runtime_done),
 	cmocka_unit_test(test_mode_from_initialization_type),
 	cmocka_unit_test(test_init_phase_waits_for_init_runtime_done_then_ships),
 	cmocka_unit_test(test_init_phase_gives_up_waiting_at_its_bound),
