@@ -92,7 +92,7 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
 #define API_REQUEST_TIMEOUT_MS     5000            /* register, subscribe, error reports */
 #define RETRY_BASE_MS              25              /* exponential backoff, full jitter */
 #define RETRY_CAP_MS               2000
-#define RETRY_LEFT_SHARE           4               /* a wait takes at most 1/4 of the time left
+#define RETRY_LEFT_SHARE           2               /* a wait takes at most 1/2 of the time left
                                                       before the deadline: several attempts fit */
 
 /* Time budget around a freeze and the end. */
@@ -3000,13 +3000,19 @@ static int64_t active_deadline(const struct telkin *t)
 	       t->phase == PHASE_INVOKE ? t->invoke_deadline : 0;
 }
 
-/* Every wait fits the time left: at most 1/RETRY_LEFT_SHARE of it, so several attempts fit. */
+/*
+ * Every wait fits the time left: at most 1/RETRY_LEFT_SHARE of it (but RETRY_BASE_MS), so
+ * several attempts fit and none waits past the deadline.
+ */
 static void kinesis_wait_fit(struct telkin *t, int64_t now)
 {
 	int64_t d = active_deadline(t), cap;
 	if (!d)
 		return;
-	cap = d > now ? now + (d - now) / RETRY_LEFT_SHARE : now;
+	cap = (d - now) / RETRY_LEFT_SHARE;
+	cap = now + (cap < RETRY_BASE_MS ? RETRY_BASE_MS : cap);
+	if (cap > d)
+		cap = d > now ? d : now;
 	if (t->retry_at > cap)
 		t->retry_at = cap;
 	if (t->pace.next_at > cap)
