@@ -2532,8 +2532,9 @@ fail:
 #define PACE_PROBE_DIV       8             /* offer 1/PACE_PROBE_DIV above the estimate        */
 #define PACE_MIN_MSHARDS     100           /* estimate floor: a tenth of a shard               */
 #define PACE_MAX_MSHARDS     (1u << 24)    /* ceiling: far above any stream's 10 000 shards    */
-#define PACE_DRY_RUN         5             /* this many failures ending a shard's run in one   */
-                                           /* response (or all of its records) show it empty   */
+#define PACE_DRY_RUN         5             /* this many failures ending a shard's records in a */
+                                           /* response (or 1/PACE_PROBE_DIV of them, or all)   */
+                                           /* show its bucket empty; fewer: random throttling  */
 #define PACE_SLOTS           16            /* shards told apart in a response (ShardId mod 16) */
 
 /* A shard's number in "shardId-000000000003" (within s[0..n)), mod PACE_SLOTS; 0 if none. */
@@ -3287,7 +3288,7 @@ static int kinesis_on_success(struct telkin *t, int64_t now)
 		took_bytes += inflight_took_record(t, k);
 	}
 	for (unsigned s = 0; s < PACE_SLOTS; s++)
-		if (run[s] && (run[s] >= PACE_DRY_RUN || run[s] == seen[s]))
+		if (run[s] && (run[s] >= PACE_DRY_RUN || run[s] * PACE_PROBE_DIV >= seen[s]))
 			dry = 1;
 	t->inflight_count = 0;
 	queue_pop_done(&t->q);

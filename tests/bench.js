@@ -25,9 +25,17 @@
 //           leaves), on a kept-alive connection, then with the sink closing the connection after each
 //           answer (a new TLS connection per PutRecords: resumed by session ID, or full handshakes
 //           when the sink keeps no sessions); handshakes and resumptions counted by the sink
+//   pushback one 20 000-line invocation, then SHUTDOWN, into kinesis_stub.js with Kinesis's per-shard
+//           write limits (1 000 records/s, 1 MiB/s, one second of burst), for 1, 2 and 4 shards, each
+//           TELKIN_PARTITION_KEY and TELKIN_RECORD=event|ndjson: events that arrived before the
+//           deadline beside the physical maximum (per shard: its limits times the time from the
+//           first event to the deadline, plus the burst, capped by what was destined to it), and
+//           whether arrived + reported lost == accepted
 //
 // usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt,pushback] [--runs N] [--events N]
 //                      [--invokes N] [--frequent N] [--rare N]
+//                      pushback only: [--lines N] [--shards 1,2,4] [--keys sandbox,request,random]
+//                      [--records event,ndjson]
 // env:   TELKIN_BIN (default ../build/telkin), FLOOR_BIN (default ../build/x86_64/floor_extension)
 // Every child (extensions, the sink's thread) ends with this process; the run is bounded.
 
@@ -58,6 +66,9 @@ function parseArgs(argv) {
     else if (k === '--frequent') a.frequent = Number(v());
     else if (k === '--rare') a.rare = Number(v());
     else if (k === '--lines') a.lines = Number(v());
+    else if (k === '--shards') a.shards = v().split(',').map(Number);
+    else if (k === '--keys') a.keys = v().split(',');
+    else if (k === '--records') a.records = v().split(',');
     else if (k === '--help' || k === '-h') a.help = true;
     else throw new Error(`unknown argument ${k}`);
   }
@@ -989,9 +1000,9 @@ async function benchPushback(a) {
   console.log(`\n-- pushback: one ${lines}-line invocation (TELKIN_FLUSH=auto, i.e. end for a first invocation), then SHUTDOWN ` +
     '(2 s deadline); stub with Kinesis\'s limits per shard: 1 000 records/s, 1 MiB/s, one second of burst');
   console.log('   shards  partition key  TELKIN_RECORD  arrived / physical max (%)   lost (reported)  accounted  telkin.dropped  requests  last arrival');
-  for (const record of ['event', 'ndjson']) {
-    for (const pk of ['sandbox', 'request', 'random']) {
-      for (const shards of [1, 2, 4]) {
+  for (const record of a.records || ['event', 'ndjson']) {
+    for (const pk of a.keys || ['sandbox', 'request', 'random']) {
+      for (const shards of a.shards || [1, 2, 4]) {
         const r = await runPushback({ shards, pk, record, lines });
         const pct = (100 * r.arrived) / r.physical;
         const accounted = r.arrived + (r.s.lost || 0) === r.s.queued ? 'exact' : `MISMATCH ${r.arrived}+${r.s.lost}!=${r.s.queued}`;

@@ -924,9 +924,12 @@ static void test_backoff_fits_the_time_left(void **state)
 	}
 	t.retry_at = 5000;
 	t.pace.next_at = 5000;
-	kinesis_wait_fit(&t, 1399);
-	assert_int_equal(t.retry_at, 1399);
-	assert_int_equal(t.pace.next_at, 1399);
+	kinesis_wait_fit(&t, 1300);                /* 100 ms left: half of it */
+	assert_int_equal(t.retry_at, 1350);
+	t.retry_at = 5000;
+	kinesis_wait_fit(&t, 1399);                /* never past the deadline */
+	assert_int_equal(t.retry_at, 1400);
+	assert_int_equal(t.pace.next_at, 1350);
 }
 
 static void test_shutdown_give_up_counts_what_is_left_and_reports_it(void **state)
