@@ -1874,7 +1874,7 @@ struct telkin {
 	struct json_token *resp_toks;          /* KINESIS_RESPONSE_TOKENS */
 	int creds_stale;                       /* Kinesis said the token expired */
 	int64_t request_sent_at;               /* for the PutRecords latency */
-	int64_t rtt_ms;                        /* PutRecords round trip: a decaying maximum */
+	int64_t rtt_ms;                        /* PutRecords round trip, recent average */
 	struct pacer pace;
 	int shutdown_cut;                      /* 1: what was left is counted lost (and reported) */
 
@@ -2532,10 +2532,27 @@ fail:
 #define PACE_PROBE_DIV       8             /* offer 1/PACE_PROBE_DIV above the estimate        */
 #define PACE_MIN_MSHARDS     100           /* estimate floor: a tenth of a shard               */
 #define PACE_MAX_MSHARDS     (1u << 24)    /* ceiling: far above any stream's 10 000 shards    */
-#define PACE_DRY_RUN         5             /* this many failures ending a shard's records in a */
-                                           /* response (or 1/PACE_PROBE_DIV of them, or all)   */
-                                           /* show its bucket empty; fewer: random throttling  */
+#define PACE_DRY_RUN         5             /* a shard's bucket ran dry in a response when from */
+                                           /* its first throttled record on nearly all failed  */
+                                           /* (at most 1 in PACE_PROBE_DIV passed: a smaller   */
+                                           /* record may still fit), this many or at least     */
+                                           /* 1/PACE_PROBE_DIV of its records; else the        */
+                                           /* throttling was random, not the shard's limits    */
 #define PACE_SLOTS           16            /* shards told apart in a response (ShardId mod 16) */
+
+/* A shard's records in one response: Kinesis takes them in order. */
+struct pace_shard {
+	uint16_t seen;            /* records for the shard */
+	uint16_t failed;          /* throttled, from the first throttled one on */
+	uint16_t passed;          /* taken after the first throttled one */
+};
+
+/* Did the shard's bucket run dry in this response? */
+static int pace_dry(const struct pace_shard *s)
+{
+	return s->failed && s->passed * PACE_PROBE_DIV <= s->failed &&
+	       (s->failed >= PACE_DRY_RUN || s->failed * PACE_PROBE_DIV >= s->seen);
+}
 
 /* A shard's number in "shardId-000000000003" (within s[0..n)), mod PACE_SLOTS; 0 if none. */
 static unsigned shard_slot(const char *s, size_t n)
@@ -2609,6 +2626,8 @@ static void pace_learn(struct pacer *p, int64_t now, size_t records, size_t byte
 		sample = p->mshards ? (p->mshards + sample) / 2 : sample;
 		p->mshards = sample < PACE_MIN_MSHARDS ? PACE_MIN_MSHARDS :
 		             sample > PACE_MAX_MSHARDS ? PACE_MAX_MSHARDS : (uint32_t)sample;
+		log_msg(LOG_DEBUG, "pace: the stream takes %u.%03u shards' limits",
+		        (unsigned)(p->mshards / 1000), (unsigned)(p->mshards % 1000));
 	}
 	if (!p->dry_at || now - p->dry_at >= PACE_SAMPLE_MS) {
 		p->dry_at = now;
@@ -3233,18 +3252,19 @@ static size_t inflight_took_record(struct telkin *t, size_t k)
 /*
  * A 200 PutRecords answer: mark what Kinesis took, keep what failed for a retry at its place in
  * the queue (oldest first), drop what failed for good. The pacer learns from the throttled
- * records: a shard whose last records in the request all failed has an empty bucket (Kinesis
- * takes a shard's records in order). A response that moved nothing, without that sign, backs
- * off like a failed request.
+ * records: a shard whose records nearly all failed from the first throttled one on has an
+ * empty bucket (pace_dry). A response that moved nothing, without that sign, backs off like a
+ * failed request.
  */
 static int kinesis_on_success(struct telkin *t, int64_t now)
 {
 	struct json_token *tk = t->resp_toks;
 	const char *js = t->kin.body;
-	uint16_t seen[PACE_SLOTS] = { 0 }, run[PACE_SLOTS] = { 0 };
+	struct pace_shard shard[PACE_SLOTS];
 	size_t k = 0, took = 0, took_bytes = 0, refused = 0;
 	int n, recs, failed = 0, dry = 0, i;
 
+	memset(shard, 0, sizeof(shard));
 	n = json_parse(js, t->kin.body_len, tk, KINESIS_RESPONSE_TOKENS, JSON_MAX_DEPTH, 3, NULL);
 	if (n < 0 || tk[0].type != JSON_OBJECT)
 		return -1;
@@ -3262,7 +3282,7 @@ static int kinesis_on_success(struct telkin *t, int64_t now)
 				json_string_copy(js, &tk[m], msg, sizeof(msg));
 			cls = kinesis_error_class(type);
 			slot = shard_slot(msg, strlen(msg));
-			seen[slot]++;
+			shard[slot].seen++;
 			if (cls == KERR_REFUSE || cls == KERR_CREDS) {
 				if (first_time(t, type))
 					log_msg(LOG_ERROR, "PutRecords refused a record: %s: %s; such records "
@@ -3272,7 +3292,7 @@ static int kinesis_on_success(struct telkin *t, int64_t now)
 				continue;
 			}
 			if (!strcmp(type, "ProvisionedThroughputExceededException")) {
-				run[slot]++;
+				shard[slot].failed++;
 				t->stats.throttled_records++;
 			}
 			log_msg(LOG_DEBUG, "record failed: %s: %s", type, msg);
@@ -3282,14 +3302,13 @@ static int kinesis_on_success(struct telkin *t, int64_t now)
 		}
 		code = tk[i].type == JSON_OBJECT ? json_object_get(js, tk, i, "ShardId") : -1;
 		slot = code >= 0 ? shard_slot(js + tk[code].start, tk[code].end - tk[code].start) : 0;
-		seen[slot]++;
-		run[slot] = 0;
+		shard[slot].seen++;
+		shard[slot].passed += shard[slot].failed > 0;
 		took++;
 		took_bytes += inflight_took_record(t, k);
 	}
 	for (unsigned s = 0; s < PACE_SLOTS; s++)
-		if (run[s] && (run[s] >= PACE_DRY_RUN || run[s] * PACE_PROBE_DIV >= seen[s]))
-			dry = 1;
+		dry |= pace_dry(&shard[s]);
 	t->inflight_count = 0;
 	queue_pop_done(&t->q);
 	report_drops(t);
@@ -3334,7 +3353,7 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 		while (b < 15 && ms >= ((int64_t)1 << b))
 			b++;
 		t->latency_hist[b]++;
-		t->rtt_ms = ms > t->rtt_ms ? ms : t->rtt_ms - (t->rtt_ms - ms) / 8;
+		t->rtt_ms = t->rtt_ms ? (t->rtt_ms + ms + 1) / 2 : ms;
 	}
 	if (hc->head.status == 200) {
 		if (kinesis_on_success(t, now) == 0)

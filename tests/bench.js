@@ -945,54 +945,74 @@ async function benchTlsRtt(a) {
 // second of burst, as an idle shard holds, plus the rate times that time), capped by what was
 // destined to it. Events, not Kinesis records: with ndjson a record packs up to 25 KiB of events.
 
-async function runPushback({ shards, pk, record, lines }) {
-  const { KinesisStub } = require('./kinesis_stub');
+// The stub runs in a worker thread: the simulator writing 20 000 lines keeps this thread busy, and
+// a stub on the same event loop would answer late, as a real Kinesis does not.
+const PUSHBACK_STUB = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { KinesisStub } = require(workerData.stubPath);
+(async () => {
   const stub = await new KinesisStub().start();
-  stub.shardLimits({ shards });
+  parentPort.on('message', (m) => {
+    if (m.op === 'limits') { stub.shardLimits({ shards: m.shards }); parentPort.postMessage({ op: 'limits' }); return; }
+    if (m.op !== 'report') return;
+    const demand = stub.demand.map((set) => {
+      let n = 0, bytes = 0;
+      for (const l of set) { bytes += Buffer.byteLength(l); if (l && !l.includes('"telkin.dropped"')) n++; }
+      return { n, bytes, size: set.size };
+    });
+    const arrived = new Set();
+    let reports = 0, lastAt = 0;
+    for (const r of stub.accepted) {
+      if (r.at > m.deadlineMs) continue;
+      lastAt = Math.max(lastAt, r.at);
+      for (const l of r.data.split('\\n')) { if (l.includes('"telkin.dropped"')) reports++; else arrived.add(l); }
+    }
+    parentPort.postMessage({ op: 'report', demand, arrived: arrived.size, reports, lastAt, requests: stub.requests.length,
+      limits: stub.limits });
+    stub.close();
+  });
+  parentPort.postMessage({ op: 'ready', endpoint: stub.endpoint });
+})();
+`;
+
+async function runPushback({ shards, pk, record, lines }) {
+  const { Worker } = require('node:worker_threads');
+  const w = new Worker(PUSHBACK_STUB, { eval: true, workerData: { stubPath: path.join(__dirname, 'kinesis_stub.js') } });
+  const next = (op) => new Promise((resolve) => { const h = (m) => { if (m.op === op) { w.off('message', h); resolve(m); } }; w.on('message', h); });
+  const { endpoint } = await next('ready');
   const env = {
-    TELKIN_STREAM: 'pushback', AWS_ENDPOINT_URL_KINESIS: stub.endpoint, AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+    TELKIN_STREAM: 'pushback', AWS_ENDPOINT_URL_KINESIS: endpoint, AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
     AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', TELKIN_LISTEN_PORT: String(await freePort()),
     TELKIN_PARTITION_KEY: pk, TELKIN_RECORD: record,
   };
   const sim = new LambdaSim({ bin: TELKIN, env, initTimeoutMs: 5000, functionTimeoutMs: 30000 });
-  let sd, inv;
+  let sd, inv, rep;
   try {
     await sim.start();
     await sim.waitInit();
     // The stream was idle until now: every shard's bucket is full (one second of capacity).
-    stub.shardLimits({ shards });
+    w.postMessage({ op: 'limits', shards });
+    await next('limits');
     inv = await sim.invoke({ lines });
     sd = await sim.shutdown();
+    w.postMessage({ op: 'report', deadlineMs: sd.deadlineMs });
+    rep = await next('report');
   } finally {
     await sim.close();
-    await stub.close();
+    await w.terminate();
   }
-  const first = inv.startedAt;
-  const T = (sd.deadlineMs - first) / 1000;
-  const L = stub.limits;
+  const T = (sd.deadlineMs - inv.startedAt) / 1000;
+  const L = rep.limits;
   const recMax = 25600;
   let physical = 0;
-  for (const set of stub.demand) {
-    const n = [...set].filter((l) => l && !l.includes('"telkin.dropped"')).length;
-    if (!n) continue;
-    let bytes = 0;
-    for (const l of set) bytes += Buffer.byteLength(l);
-    const avg = bytes / set.size + 1; // a newline (ndjson) or the share of a partition key
+  for (const dm of rep.demand) {
+    if (!dm.n) continue;
+    const avg = dm.bytes / dm.size + 1; // a newline (ndjson) or the share of a partition key
     const perRecord = record === 'ndjson' ? Math.max(1, Math.floor(recMax / avg)) : 1;
-    physical += Math.min(n, L.recordsPerSec * (T + 1) * perRecord, (L.bytesPerSec * (T + 1)) / avg);
+    physical += Math.min(dm.n, L.recordsPerSec * (T + 1) * perRecord, (L.bytesPerSec * (T + 1)) / avg);
   }
-  const arrived = new Set();
-  let reports = 0;
-  for (const r of stub.accepted) {
-    if (r.at > sd.deadlineMs) continue;
-    for (const l of r.data.split('\n')) {
-      if (l.includes('"telkin.dropped"')) reports++; else arrived.add(l);
-    }
-  }
-  const s = summaryOf(sim);
-  const lastAt = Math.max(...stub.accepted.map((r) => r.at));
-  return { shards, pk, record, T, physical: Math.floor(physical), arrived: arrived.size, s, sd, reports,
-    requests: stub.requests.length, lastMs: lastAt - sd.sentAt };
+  return { shards, pk, record, T, physical: Math.floor(physical), arrived: rep.arrived, s: summaryOf(sim), sd,
+    reports: rep.reports, requests: rep.requests, lastMs: rep.lastAt - sd.sentAt };
 }
 
 async function benchPushback(a) {

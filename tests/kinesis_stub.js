@@ -193,11 +193,21 @@ class KinesisStub extends EventEmitter {
     const conn = ++this._conn;
     let buf = Buffer.alloc(0);
     let busy = false;
+    // Pieces of a large body wait in a list until it is complete (copying and searching the
+    // whole buffer at every piece is quadratic: seconds for a 5 MiB request).
+    let pieces = [];
+    let piecesLen = 0;
+    let need = 0;
     const raw = sock._parent || sock;
     sock.on('error', () => {});
     sock.on('data', (d) => {
       this.appBytes += d.length;
-      buf = Buffer.concat([buf, d]);
+      pieces.push(d);
+      piecesLen += d.length;
+      if (buf.length + piecesLen < need) return;
+      buf = Buffer.concat([buf, ...pieces]);
+      pieces = [];
+      piecesLen = 0;
       pump();
     });
     const pump = () => {
@@ -213,7 +223,9 @@ class KinesisStub extends EventEmitter {
           if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
         }
         const len = Number(headers['content-length'] || 0);
-        if (buf.length < end + 4 + len) return;
+        need = end + 4 + len;
+        if (buf.length < need) return;
+        need = 0;
         const body = buf.subarray(end + 4, end + 4 + len);
         buf = buf.subarray(end + 4 + len);
         busy = true;
@@ -271,6 +283,7 @@ class KinesisStub extends EventEmitter {
         sock.write(headText + text);
       }
       req.status = status;
+      req.answeredAt = Date.now();
       return true;
     };
     const store = (indices) => {

@@ -49,9 +49,12 @@ function assertLossAccounted(t, sim, cmp, sum) {
   const emf = sim.stdoutLines.map((l) => { try { return JSON.parse(l); } catch { return null; } })
     .filter((j) => j && j._aws);
   assert.equal(emf.reduce((s, j) => s + (j.EventsLost || 0), 0), sum.lostAtExit, 'EMF EventsLost');
+  // The telkin.dropped record is the last request, sent if there is time (and taken if the
+  // shard has room): at most one, and exact when it arrives.
   const reports = cmp.dropped.filter((ev) => ev.record.reason === 'shutdown deadline');
-  assert.equal(reports.length, 1, `one telkin.dropped record for the shutdown loss: ${JSON.stringify(cmp.dropped)}`);
-  assert.equal(reports[0].record.droppedRecords, sum.lostAtExit, JSON.stringify(reports[0].record));
+  assert.ok(reports.length <= 1, `one telkin.dropped record for the shutdown loss: ${JSON.stringify(cmp.dropped)}`);
+  for (const r of reports) assert.equal(r.record.droppedRecords, sum.lostAtExit, JSON.stringify(r.record));
+  t.diagnostic(`telkin.dropped for the loss: ${reports.length ? 'arrived' : 'not taken'}`);
   t.diagnostic(`arrived ${cmp.expected - cmp.missing.length} + lost ${sum.lostAtExit} = accepted ${sum.queued}`);
 }
 
