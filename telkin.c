@@ -1802,6 +1802,7 @@ struct stats {
 	uint64_t reconnects;
 	uint64_t credential_refreshes;
 	uint64_t lost_at_exit;
+	uint64_t lost_unanswered;     /* of those, in a request with no answer: they may have arrived */
 	uint64_t throttled_records;   /* records Kinesis answered ProvisionedThroughputExceeded */
 };
 
@@ -2516,12 +2517,16 @@ fail:
 /* A Kinesis shard takes 1 000 records and 1 MiB a second; beyond that its records fail with   */
 /* ProvisionedThroughputExceededException while the rest of the request goes through. telkin   */
 /* may not call ListShards, so it learns the capacity as the Kinesis Producer Library's shard  */
-/* limiter would hold it: a response whose last records for a shard all failed shows that      */
-/* shard's bucket empty; what Kinesis accepted between two such responses, in shard-seconds of */
+/* limiter would hold it: a response in which a shard's records nearly all failed from its    */
+/* first throttled one on (Kinesis takes them in order) shows that shard's bucket empty; what  */
+/* Kinesis accepted between two such responses, in shard-seconds of                            */
 /* those limits, over the time between them, is the capacity (a fraction of a shard for one    */
 /* key when other writers share it, N shards for random keys). Requests are then sized and     */
 /* timed to 1/8 above it, so the shards stay busy, growth shows, and the records that fail     */
 /* wait in the queue at their places (oldest first) without stopping the others.              */
+/* One estimate for the stream, not one per shard: with one key (sandbox) it is that shard's;  */
+/* with random keys every request spreads evenly over the shards; with request keys the queue  */
+/* is mostly one invocation, on one shard. ShardIds only tell shards apart within a response.  */
 
 #define SHARD_RECORDS_PER_S  1000          /* Kinesis write limits per shard (Kinesis Data     */
 #define SHARD_BYTES_PER_S    (1u << 20)    /* Streams quotas: 1 000 records/s, 1 MiB/s)        */
@@ -3561,7 +3566,7 @@ static void print_summary(const struct telkin *t)
 	        "shipped %llu (%llu bytes) in %llu records and %llu PutRecords calls (%llu failed), "
 	        "retried %llu (throttled %llu), refused %llu; dropped platform %llu function %llu extension %llu; "
 	        "batches rejected %llu; queue high-water %zu bytes; connections %llu "
-	        "(TLS handshakes %llu); lost at exit %llu",
+	        "(TLS handshakes %llu); lost at exit %llu (unanswered %llu)",
 	        (unsigned long long)s->events_received, (unsigned long long)s->events_queued,
 	        (unsigned long long)s->events_filtered, (unsigned long long)s->events_truncated,
 	        (unsigned long long)s->events_shipped, (unsigned long long)s->bytes_shipped,
@@ -3572,7 +3577,8 @@ static void print_summary(const struct telkin *t)
 	        (unsigned long long)s->dropped_records[0], (unsigned long long)s->dropped_records[1],
 	        (unsigned long long)s->dropped_records[2], (unsigned long long)s->batches_rejected,
 	        t->q.high_water, (unsigned long long)t->kin.connects,
-	        (unsigned long long)t->kin.handshakes, (unsigned long long)s->lost_at_exit);
+	        (unsigned long long)t->kin.handshakes, (unsigned long long)s->lost_at_exit,
+	        (unsigned long long)s->lost_unanswered);
 }
 
 /* Telemetry silence that ends SHUTDOWN early: two buffering periods and some slack. */
@@ -3749,6 +3755,15 @@ static void shutdown_give_up(struct telkin *t, int64_t now)
 	}
 }
 
+/*
+ * When SHUTDOWN's time is up: its deadline, or with a request out, half the margin later (an
+ * answer that comes says what arrived; without one its records are counted lost, unanswered).
+ */
+static int64_t shutdown_exit_at(const struct telkin *t)
+{
+	return t->shutdown_deadline + (t->request_out ? DEADLINE_MARGIN_MS / 2 : 0);
+}
+
 /* Shipped everything, or out of time: report and exit. */
 static void finish(struct telkin *t)
 {
@@ -3757,9 +3772,13 @@ static void finish(struct telkin *t)
 			t->stats.lost_at_exit++;
 	for (int i = 0; i < 3; i++)
 		t->stats.lost_at_exit += t->unreported_drop_records[i];
+	for (size_t i = 0; t->request_out && i < inflight_events(t); i++)
+		t->stats.lost_unanswered += !queue_at(&t->q, t->inflight_entries[i])->report;
 	if (t->stats.lost_at_exit)
-		log_msg(LOG_ERROR, "%llu records could not be shipped before the shutdown deadline",
-		        (unsigned long long)t->stats.lost_at_exit);
+		log_msg(LOG_ERROR, "%llu records could not be shipped before the shutdown deadline "
+		        "(%llu of them in a request not answered in time)",
+		        (unsigned long long)t->stats.lost_at_exit,
+		        (unsigned long long)t->stats.lost_unanswered);
 	if (t->cfg.metrics)
 		metrics_emit(t, now_ms());
 	print_summary(t);
@@ -3798,7 +3817,7 @@ static void lifecycle_step(struct telkin *t, int64_t now)
 		break;
 	case PHASE_SHUTDOWN:
 		if ((drained(t) && now - t->last_telemetry >= shutdown_quiet_ms(t)) ||
-		    now >= t->shutdown_deadline)
+		    now >= shutdown_exit_at(t))
 			finish(t);
 		break;
 	case PHASE_WAIT_EVENT:
@@ -3827,7 +3846,7 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 	if (t->phase == PHASE_FLUSH)
 		SOONER(t->flush_deadline);
 	if (t->phase == PHASE_SHUTDOWN) {
-		SOONER(t->shutdown_deadline);
+		SOONER(shutdown_exit_at(t));
 		if (t->q.count && !t->shutdown_cut)
 			SOONER(shutdown_cut_at(t));
 		if (drained(t)) /* else the quiet period is not what ends the wait */

@@ -142,6 +142,8 @@ function parseSummary(lines) {
     refused: num(/refused (\d+)/),
     connections: num(/connections (\d+)/),
     lostAtExit: num(/lost at exit (\d+)/),
+    // Of those, in a request with no answer by the deadline: they may have arrived.
+    unanswered: num(/unanswered (\d+)/) || 0,
   };
 }
 

@@ -11,7 +11,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { compare } = require('./compare');
+const { compare, canon, stripAppended } = require('./compare');
 const { stubAndSim, parseSummary, withDiagnostics, assertShutdown, assertClean } = require('./prod_util');
 
 const TYPES = ['platform', 'function'];
@@ -43,8 +43,11 @@ function assertLossAccounted(t, sim, cmp, sum) {
   assert.equal(cmp.duplicates, 0, 'records Kinesis took were sent again');
   assert.equal(cmp.expected, sum.queued, `telkin queued ${sum.queued} of the ${cmp.expected} events it acknowledged`);
   assert.ok(sum.lostAtExit > 0, 'the volume was meant not to fit');
-  assert.equal(cmp.missing.length, sum.lostAtExit,
-    `${cmp.missing.length} events missing downstream, telkin reports ${sum.lostAtExit} lost: ${sum.line}`);
+  // Exact: what is missing is what telkin reports lost, but for the records of a request that
+  // had no answer by the deadline (counted lost, reported as unanswered: they may have arrived).
+  assert.ok(cmp.missing.length <= sum.lostAtExit && cmp.missing.length >= sum.lostAtExit - sum.unanswered,
+    `${cmp.missing.length} events missing downstream, telkin reports ${sum.lostAtExit} lost ` +
+    `(${sum.unanswered} unanswered): ${sum.line}`);
   assert.ok(sim.stderrLines.some((l) => /could not be shipped before the shutdown deadline/.test(l)), 'loss logged');
   const emf = sim.stdoutLines.map((l) => { try { return JSON.parse(l); } catch { return null; } })
     .filter((j) => j && j._aws);
@@ -55,19 +58,27 @@ function assertLossAccounted(t, sim, cmp, sum) {
   assert.ok(reports.length <= 1, `one telkin.dropped record for the shutdown loss: ${JSON.stringify(cmp.dropped)}`);
   for (const r of reports) assert.equal(r.record.droppedRecords, sum.lostAtExit, JSON.stringify(r.record));
   t.diagnostic(`telkin.dropped for the loss: ${reports.length ? 'arrived' : 'not taken'}`);
-  t.diagnostic(`arrived ${cmp.expected - cmp.missing.length} + lost ${sum.lostAtExit} = accepted ${sum.queued}`);
+  t.diagnostic(`arrived ${cmp.expected - cmp.missing.length} + lost ${sum.lostAtExit} (unanswered ${sum.unanswered}) = accepted ${sum.queued}`);
 }
 
-// Oldest first: no event that arrived is younger than one that did not (one partition key).
-function assertOldestFirst(sim, cmp) {
-  const missing = new Set(cmp.missing);
-  const seqOf = new Map(sim.emitted.map((r) => [r.event, r.seq]));
-  const missingSeqs = cmp.missing.map((ev) => seqOf.get(ev));
-  const oldestMissing = Math.min(...missingSeqs);
-  const arrivedAfter = sim.emitted.filter((r) => r.acked && TYPES.includes(r.category) && !missing.has(r.event) &&
-    r.seq > oldestMissing);
-  assert.equal(arrivedAfter.length, 0,
-    `${arrivedAfter.length} events arrived although an older one (seq ${oldestMissing}) was left behind`);
+// Oldest first: no event arrived while an older one was left behind, unless both were in one
+// request (Kinesis takes a request's records in order, but its bucket refills meanwhile, so a
+// record after a throttled one may still fit).
+function assertOldestFirst(sim, stub, cmp) {
+  const key = (ev) => canon(ev);
+  const missing = new Set(cmp.missing.map(key));
+  const seqOf = new Map(sim.emitted.map((r) => [key(r.event), r.seq]));
+  const oldest = cmp.missing.reduce((a, ev) => (seqOf.get(key(ev)) < seqOf.get(key(a)) ? ev : a));
+  const oldestSeq = seqOf.get(key(oldest));
+  const together = new Set();
+  for (const req of stub.requests) {
+    const keys = req.data.map((d) => { try { return key(stripAppended(JSON.parse(d))); } catch { return ''; } });
+    if (keys.includes(key(oldest))) for (const k of keys) together.add(k);
+  }
+  const younger = sim.emitted.filter((r) => r.acked && TYPES.includes(r.category) && r.seq > oldestSeq &&
+    !missing.has(key(r.event)) && !together.has(key(r.event)));
+  assert.equal(younger.length, 0,
+    `${younger.length} events arrived although an older one (seq ${oldestSeq}) was left behind, in other requests`);
 }
 
 for (const flush of STRATEGIES) {
@@ -108,7 +119,7 @@ for (const flush of STRATEGIES) {
     await sim.invoke({ lines: 20000 });
     const { cmp, sum } = await finish(t, sim, stub);
     assertLossAccounted(t, sim, cmp, sum);
-    assertOldestFirst(sim, cmp);
+    assertOldestFirst(sim, stub, cmp);
   });
 }
 
