@@ -92,6 +92,8 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
 #define API_REQUEST_TIMEOUT_MS     5000            /* register, subscribe, error reports */
 #define RETRY_BASE_MS              25              /* exponential backoff, full jitter */
 #define RETRY_CAP_MS               2000
+#define RETRY_LEFT_SHARE           2               /* a wait takes at most 1/2 of the time left
+                                                      before the deadline: several attempts fit */
 
 /* Time budget around a freeze and the end. */
 #define DEADLINE_MARGIN_MS         150             /* stop this long before any deadlineMs */
@@ -116,6 +118,11 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
 /* Managed Instances: a failed /event/next is retried after this, never fatal (an extension that
  * exits marks the whole environment unhealthy). */
 #define API_RETRY_MS               1000
+#define SHUTDOWN_REPORT_MS         10              /* pause before the last request (the loss
+                                                      report): its shard refills a little */
+#define SHUTDOWN_GUARD_MAX_MS      300             /* the last request starts at most this long
+                                                      before the deadline (two round trips and
+                                                      the pause; a Kinesis round trip is ~20 ms) */
 
 /* Queue entries: fixed header, then partition key, then data; 8-byte aligned. */
 #define QUEUE_MIN_BYTES            (2u << 20)
@@ -1754,7 +1761,7 @@ struct queue_entry {
 	uint8_t state;            /* enum entry_state */
 	uint8_t kind;             /* enum event_class, for drop accounting */
 	uint32_t queued_at;       /* monotonic ms (low 32 bits): the age periodic shipping uses */
-	uint32_t reserved;
+	uint32_t report;          /* 1: telkin's own telkin.dropped record, not an event */
 };
 
 struct queue {
@@ -1849,7 +1856,7 @@ static struct queue_entry *queue_push(struct queue *q, size_t pk_len, size_t dat
 	e->state = ENTRY_PENDING;
 	e->kind = (uint8_t)kind;
 	e->queued_at = (uint32_t)now_ms();
-	e->reserved = 0;
+	e->report = 0;
 	if (!q->count)
 		q->head = at;
 	q->tail = at + need;
@@ -1917,6 +1924,24 @@ struct stats {
 	uint64_t lost_at_exit;
 	uint64_t api_failures;        /* /event/next failures survived (Managed Instances) */
 	uint64_t restores;            /* SnapStart restores (0 or 1 in one process) */
+	uint64_t lost_unanswered;     /* of those, in a request with no answer: they may have arrived */
+	uint64_t throttled_records;   /* records Kinesis answered ProvisionedThroughputExceeded */
+};
+
+/*
+ * What the stream takes, learned from its throttling (see Pacer). Capacity is counted in
+ * thousandths of one shard's write limits: 1000 is one shard, 4000 four (random keys spread
+ * records over every shard; one key writes to one).
+ */
+struct pacer {
+	uint32_t mshards;         /* the estimate; 0: never throttled, requests are not paced */
+	int64_t next_at;          /* virtual clock: the next request may go when now >= next_at */
+	int64_t dry_at;           /* a response showed a shard's bucket empty then; 0: not known */
+	uint64_t acc_records;     /* accepted since dry_at */
+	uint64_t acc_bytes;
+	size_t max_records;       /* the next request's size; 0: Kinesis's limits only */
+	size_t max_bytes;
+	int capped;               /* the request out was cut to the pacer's size */
 };
 
 /*
@@ -1975,6 +2000,7 @@ struct telkin {
 	char req_head[CLIENT_HEAD_MAX];
 	size_t req_head_len;
 	size_t inflight_count;                 /* Kinesis records in the request */
+	size_t inflight_bytes;                 /* their data and partition keys */
 	size_t inflight_end[KINESIS_MAX_RECORDS];  /* record i ends before this entry index */
 	size_t *inflight_entries;              /* queue offsets of the request's events */
 	int request_out;                       /* a PutRecords is in flight */
@@ -1987,6 +2013,9 @@ struct telkin {
 	int64_t kin_used_at;                   /* monotonic ms of the last answer on the connection */
 	int64_t kin_used_wall;                 /* the same, wall clock (a freeze may stop either) */
 	int kin_frozen;                        /* the connection may have lived through a freeze */
+	int64_t rtt_ms;                        /* PutRecords round trip, recent average */
+	struct pacer pace;
+	int shutdown_cut;                      /* 1: what was left is counted lost (and reported) */
 
 	/* Shipping strategy (TELKIN_FLUSH=auto resolves to end or periodic by invocation rate). */
 	enum flush_mode auto_mode;
@@ -2015,7 +2044,8 @@ static unsigned class_index(unsigned kind)
 	return kind == CLASS_FUNCTION ? 1 : kind == CLASS_EXTENSION ? 2 : 0;
 }
 
-/* The deadline the lifecycle has to meet now; INT64_MAX when none. */
+/* The deadline the lifecycle (and shipping) works towards now: the invocation's, the flush
+ * budget, SHUTDOWN's; INT64_MAX when none. */
 static int64_t lifecycle_deadline(const struct telkin *t)
 {
 	switch (t->phase) {
@@ -2081,38 +2111,49 @@ static void drop_record(struct telkin *t, unsigned kind, size_t bytes)
 }
 
 /*
- * Report drops downstream as a synthetic event, as soon as the queue has room for it:
- * {"time":..,"type":"telkin.dropped","record":{"droppedRecords":N,"droppedBytes":B,...}}
+ * A synthetic event that reports records telkin could not ship, queued for Kinesis:
+ * {"time":..,"type":"telkin.dropped","record":{"droppedRecords":N,"droppedBytes":B,
+ * "platform":..,"function":..,"extension":..,"reason":..}}. 0 when queued, -1 when full.
  */
-static void report_drops(struct telkin *t)
+static int queue_drop_report(struct telkin *t, const uint64_t *records, const uint64_t *bytes,
+                             const char *reason)
 {
 	char rec[512];
 	size_t n, pk_len = strlen(t->sandbox_id);
-	uint64_t records = 0, bytes = 0;
 	struct queue_entry *e;
 
-	for (int i = 0; i < 3; i++) {
-		records += t->unreported_drop_records[i];
-		bytes += t->unreported_drop_bytes[i];
-	}
-	if (!records)
-		return;
 	n = (size_t)snprintf(rec, sizeof(rec), "{\"time\":\"");
 	n += iso_time(rec + n, sizeof(rec) - n);
 	n += (size_t)snprintf(rec + n, sizeof(rec) - n,
 	                      "\",\"type\":\"telkin.dropped\",\"record\":{\"droppedRecords\":%llu,"
 	                      "\"droppedBytes\":%llu,\"platform\":%llu,\"function\":%llu,"
-	                      "\"extension\":%llu},", (unsigned long long)records,
-	                      (unsigned long long)bytes,
-	                      (unsigned long long)t->unreported_drop_records[0],
-	                      (unsigned long long)t->unreported_drop_records[1],
-	                      (unsigned long long)t->unreported_drop_records[2]);
+	                      "\"extension\":%llu,\"reason\":\"%s\"},",
+	                      (unsigned long long)(records[0] + records[1] + records[2]),
+	                      (unsigned long long)(bytes[0] + bytes[1] + bytes[2]),
+	                      (unsigned long long)records[0], (unsigned long long)records[1],
+	                      (unsigned long long)records[2], reason);
 	e = queue_push(&t->q, pk_len, n + t->identity_len, CLASS_PLATFORM);
 	if (!e)
-		return;
+		return -1;
+	e->report = 1;
 	memcpy(entry_pk(e), t->sandbox_id, pk_len);
 	memcpy(entry_data(e), rec, n);
 	memcpy(entry_data(e) + n, t->identity, t->identity_len);
+	return 0;
+}
+
+/* Report queue-full drops downstream, as soon as the queue has room for the report. */
+static void report_drops(struct telkin *t)
+{
+	uint64_t records = 0, bytes = 0;
+
+	for (int i = 0; i < 3; i++) {
+		records += t->unreported_drop_records[i];
+		bytes += t->unreported_drop_bytes[i];
+	}
+	if (!records || queue_drop_report(t, t->unreported_drop_records, t->unreported_drop_bytes,
+	                                  "queue full") < 0)
+		return;
 	log_msg(LOG_WARN, "queue full: dropped %llu records (%llu bytes); reported downstream",
 	        (unsigned long long)records, (unsigned long long)bytes);
 	memset(t->unreported_drop_records, 0, sizeof(t->unreported_drop_records));
@@ -2632,6 +2673,139 @@ fail:
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Pacer: how fast the stream takes records, learned from its throttling.                      */
+/*                                                                                             */
+/* A Kinesis shard takes 1 000 records and 1 MiB a second; beyond that its records fail with   */
+/* ProvisionedThroughputExceededException while the rest of the request goes through. telkin   */
+/* may not call ListShards, so it learns the capacity as the Kinesis Producer Library's shard  */
+/* limiter would hold it: a response in which a shard's records nearly all failed from its    */
+/* first throttled one on (Kinesis takes them in order) shows that shard's bucket empty; what  */
+/* Kinesis accepted between two such responses, in shard-seconds of                            */
+/* those limits, over the time between them, is the capacity (a fraction of a shard for one    */
+/* key when other writers share it, N shards for random keys). Requests are then sized and     */
+/* timed to 1/8 above it, so the shards stay busy, growth shows, and the records that fail     */
+/* wait in the queue at their places (oldest first) without stopping the others.              */
+/* One estimate for the stream, not one per shard: with one key (sandbox) it is that shard's;  */
+/* with random keys every request spreads evenly over the shards; with request keys the queue  */
+/* is mostly one invocation, on one shard. ShardIds only tell shards apart within a response.  */
+
+#define SHARD_RECORDS_PER_S  1000          /* Kinesis write limits per shard (Kinesis Data     */
+#define SHARD_BYTES_PER_S    (1u << 20)    /* Streams quotas: 1 000 records/s, 1 MiB/s)        */
+#define PACE_SLICE_MS        100           /* a paced request carries this much of the rate    */
+#define PACE_BURST_MS        1000          /* idle time credited at most: a shard's bucket     */
+                                           /* holds about one second of its limits             */
+#define PACE_SAMPLE_MS       100           /* a capacity sample spans at least this long       */
+#define PACE_PROBE_DIV       8             /* offer 1/PACE_PROBE_DIV above the estimate        */
+#define PACE_MIN_MSHARDS     100           /* estimate floor: a tenth of a shard               */
+#define PACE_MAX_MSHARDS     (1u << 24)    /* ceiling: far above any stream's 10 000 shards    */
+#define PACE_DRY_RUN         5             /* a shard's bucket ran dry in a response when from */
+                                           /* its first throttled record on nearly all failed  */
+                                           /* (at most 1 in PACE_PROBE_DIV passed: a smaller   */
+                                           /* record may still fit), this many or at least     */
+                                           /* 1/PACE_PROBE_DIV of its records; else the        */
+                                           /* throttling was random, not the shard's limits    */
+#define PACE_SLOTS           16            /* shards told apart in a response (ShardId mod 16) */
+
+/* A shard's records in one response: Kinesis takes them in order. */
+struct pace_shard {
+	uint16_t seen;            /* records for the shard */
+	uint16_t failed;          /* throttled, from the first throttled one on */
+	uint16_t passed;          /* taken after the first throttled one */
+};
+
+/* Did the shard's bucket run dry in this response? */
+static int pace_dry(const struct pace_shard *s)
+{
+	return s->failed && s->passed * PACE_PROBE_DIV <= s->failed &&
+	       (s->failed >= PACE_DRY_RUN || s->failed * PACE_PROBE_DIV >= s->seen);
+}
+
+/* A shard's number in "shardId-000000000003" (within s[0..n)), mod PACE_SLOTS; 0 if none. */
+static unsigned shard_slot(const char *s, size_t n)
+{
+	static const char tag[] = "shardId-";
+	unsigned v = 0;
+	for (size_t i = 0; i + sizeof(tag) - 1 <= n; i++) {
+		if (memcmp(s + i, tag, sizeof(tag) - 1))
+			continue;
+		for (i += sizeof(tag) - 1; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+			v = (v * 10 + (unsigned)(s[i] - '0')) % PACE_SLOTS;
+		return v;
+	}
+	return 0;
+}
+
+/* The estimate with the probe on top, in thousandths of a shard. */
+static uint64_t pace_offer(const struct pacer *p)
+{
+	return (uint64_t)p->mshards + p->mshards / PACE_PROBE_DIV;
+}
+
+/* Size the next request: what the estimate allows for the time since the last one. */
+static void pace_size(struct pacer *p, int64_t now)
+{
+	int64_t credit = now - p->next_at;
+	uint64_t offer = pace_offer(p);
+
+	p->max_records = p->max_bytes = 0;
+	if (!p->mshards)
+		return;
+	if (credit < PACE_SLICE_MS)
+		credit = PACE_SLICE_MS;
+	if (credit > PACE_BURST_MS)
+		credit = PACE_BURST_MS;
+	p->max_records = (size_t)(SHARD_RECORDS_PER_S * offer * (uint64_t)credit / 1000000u) + 1;
+	p->max_bytes = (size_t)(SHARD_BYTES_PER_S * offer * (uint64_t)credit / 1000000u) + 1;
+}
+
+/* A request of records and bytes went out: the next waits for the time it takes the stream. */
+static void pace_spend(struct pacer *p, int64_t now, size_t records, size_t bytes)
+{
+	uint64_t ms_r = (uint64_t)records * 1000u / SHARD_RECORDS_PER_S;
+	uint64_t ms_b = (uint64_t)bytes * 1000u / SHARD_BYTES_PER_S;
+	int64_t base = p->next_at > now - PACE_BURST_MS ? p->next_at : now - PACE_BURST_MS;
+
+	if (!p->mshards)
+		return;
+	p->next_at = base + (int64_t)((ms_r > ms_b ? ms_r : ms_b) * 1000u / pace_offer(p));
+}
+
+/*
+ * Learn from a PutRecords answer: records and bytes Kinesis accepted, and whether a shard's
+ * bucket was seen empty (dry). A sample needs two dry answers PACE_SAMPLE_MS apart or more.
+ */
+static void pace_learn(struct pacer *p, int64_t now, size_t records, size_t bytes, int dry)
+{
+	if (!dry) {
+		p->dry_at = 0;
+		if (p->mshards && p->capped) /* the pacer held the request back, and the stream took it */
+			p->mshards = p->mshards + p->mshards / PACE_PROBE_DIV > PACE_MAX_MSHARDS ?
+			             PACE_MAX_MSHARDS : p->mshards + p->mshards / PACE_PROBE_DIV;
+		return;
+	}
+	p->acc_records += records;
+	p->acc_bytes += bytes;
+	if (p->dry_at && now - p->dry_at >= PACE_SAMPLE_MS) {
+		uint64_t ms_r = p->acc_records * 1000u / SHARD_RECORDS_PER_S;
+		uint64_t ms_b = p->acc_bytes * 1000u / SHARD_BYTES_PER_S;
+		uint64_t sample = (ms_r > ms_b ? ms_r : ms_b) * 1000u / (uint64_t)(now - p->dry_at);
+		sample = p->mshards ? (p->mshards + sample) / 2 : sample;
+		p->mshards = sample < PACE_MIN_MSHARDS ? PACE_MIN_MSHARDS :
+		             sample > PACE_MAX_MSHARDS ? PACE_MAX_MSHARDS : (uint32_t)sample;
+		log_msg(LOG_DEBUG, "pace: the stream takes %u.%03u shards' limits",
+		        (unsigned)(p->mshards / 1000), (unsigned)(p->mshards % 1000));
+	}
+	if (!p->dry_at || now - p->dry_at >= PACE_SAMPLE_MS) {
+		p->dry_at = now;
+		p->acc_records = p->acc_bytes = 0;
+	}
+	if (!p->mshards)              /* first sight: let the shards refill, then one full request */
+		p->next_at = now + PACE_SAMPLE_MS;
+	else if (p->next_at < now)    /* empty now: no idle credit */
+		p->next_at = now;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Batcher: the queue's pending records -> one PutRecords body (<= 500 records, <= 5 MiB).     */
 
 static char *append(char *p, const char *s, size_t n)
@@ -2688,16 +2862,23 @@ static char *b64_end(struct b64_stream *b, char *out)
  * records and 5 MiB of data and keys. With TELKIN_RECORD=ndjson, consecutive events with the
  * same partition key share a record, newline-separated, up to TELKIN_RECORD_MAX_BYTES.
  * Kinesis record i carries the queue entries inflight_entries[inflight_end[i-1]..end[i]).
+ * The pacer may ask for less (pace.max_records, pace.max_bytes); the first record always goes.
  * Returns the number of Kinesis records.
  */
 static size_t batch_build(struct telkin *t)
 {
 	char *p = t->req_body;
 	size_t bytes = 0, rec_bytes = 0, off, n = 0;
+	size_t max_records = KINESIS_MAX_RECORDS, max_bytes = KINESIS_MAX_REQUEST_BYTES;
 	struct queue_entry *open = NULL; /* the record being packed (ndjson) */
 	struct b64_stream b64 = { { 0, 0 }, 0 };
 	int pack = t->cfg.record_mode == RECORD_NDJSON;
 
+	if (t->pace.max_records && t->pace.max_records < max_records)
+		max_records = t->pace.max_records;
+	if (t->pace.max_bytes && t->pace.max_bytes < max_bytes)
+		max_bytes = t->pace.max_bytes;
+	t->pace.capped = 0;
 	t->inflight_count = 0;
 	p = APPEND_LIT(p, "{\"StreamName\":\"");
 	p = append(p, t->cfg.stream_name, strlen(t->cfg.stream_name));
@@ -2716,15 +2897,18 @@ static size_t batch_build(struct telkin *t)
 		if (pack && open && open->pk_len == e->pk_len &&
 		    !memcmp(entry_pk(open), entry_pk(e), e->pk_len) &&
 		    rec_bytes + 1 + e->data_len <= t->cfg.record_max_bytes &&
-		    bytes + 1 + e->data_len <= KINESIS_MAX_REQUEST_BYTES) {
+		    bytes + 1 + e->data_len <= max_bytes) {
 			p = b64_put(&b64, p, "\n", 1);
 			p = b64_put(&b64, p, entry_data(e), e->data_len);
 			rec_bytes += 1 + e->data_len;
 			bytes += 1 + e->data_len;
 		} else {
-			if (t->inflight_count == KINESIS_MAX_RECORDS ||
-			    bytes + size > KINESIS_MAX_REQUEST_BYTES)
+			if (t->inflight_count == max_records ||
+			    (t->inflight_count && bytes + size > max_bytes)) {
+				t->pace.capped = t->inflight_count < KINESIS_MAX_RECORDS &&
+				                 bytes + size <= KINESIS_MAX_REQUEST_BYTES;
 				break;
+			}
 			if (open) { /* close the previous record */
 				p = b64_end(&b64, p);
 				p = APPEND_LIT(p, "\",\"PartitionKey\":\"");
@@ -2749,6 +2933,7 @@ static size_t batch_build(struct telkin *t)
 	}
 	p = APPEND_LIT(p, "]}");
 	t->req_body_len = (size_t)(p - t->req_body);
+	t->inflight_bytes = bytes;
 	return t->inflight_count;
 }
 
@@ -3006,6 +3191,7 @@ static void kinesis_send(struct telkin *t, int64_t now)
 		t->retry_at = t->creds_retry_at > now ? t->creds_retry_at : now + CRED_RETRY_MS;
 		return;
 	}
+	pace_size(&t->pace, now);
 	if (!batch_build(t))
 		return;
 	if (kinesis_sign(t) < 0) {
@@ -3018,8 +3204,36 @@ static void kinesis_send(struct telkin *t, int64_t now)
 	t->request_sent_at = now;
 	t->request_out = 1;
 	t->resent = 0;
+	pace_spend(&t->pace, now, t->inflight_count, t->inflight_bytes);
+	if (t->shutdown_cut)
+		t->shutdown_cut = 2;     /* that was the last request */
 	hc_start(&t->kin, t->req_head, t->req_head_len, t->req_body, t->req_body_len,
 	         now + KINESIS_REQUEST_TIMEOUT_MS);
+}
+
+/* When the next PutRecords may start: after a backoff, and when the pacer allows. */
+static int64_t kinesis_ready_at(const struct telkin *t)
+{
+	return t->retry_at > t->pace.next_at ? t->retry_at : t->pace.next_at;
+}
+
+/*
+ * Every wait fits the time left: at most 1/RETRY_LEFT_SHARE of it (but RETRY_BASE_MS), so
+ * several attempts fit and none waits past the deadline.
+ */
+static void kinesis_wait_fit(struct telkin *t, int64_t now)
+{
+	int64_t d = lifecycle_deadline(t), cap;
+	if (d == INT64_MAX)
+		return;
+	cap = (d - now) / RETRY_LEFT_SHARE;
+	cap = now + (cap < RETRY_BASE_MS ? RETRY_BASE_MS : cap);
+	if (cap > d)
+		cap = d > now ? d : now;
+	if (t->retry_at > cap)
+		t->retry_at = cap;
+	if (t->pace.next_at > cap)
+		t->pace.next_at = cap;
 }
 
 /* TELKIN_FLUSH as it applies now: auto follows the invocation rate. */
@@ -3049,7 +3263,7 @@ static int64_t oldest_due_at(const struct telkin *t, int64_t now)
  */
 static int ship_due(const struct telkin *t, int64_t now)
 {
-	if (t->request_out || !t->q.count || now < t->retry_at)
+	if (t->request_out || !t->q.count || now < kinesis_ready_at(t) || t->shutdown_cut == 2)
 		return 0;
 	if (t->phase == PHASE_FLUSH || t->phase == PHASE_SHUTDOWN)
 		return 1;
@@ -3072,7 +3286,7 @@ static void flush_auto_update(struct telkin *t, int64_t now)
 	t->last_invoke_at = now;
 }
 
-/* Wait before the next attempt: exponential backoff with full jitter. */
+/* Wait before the next attempt: exponential backoff with full jitter, fitted to the deadline. */
 static void kinesis_backoff(struct telkin *t, int64_t now)
 {
 	uint64_t ceiling = RETRY_BASE_MS;
@@ -3082,24 +3296,91 @@ static void kinesis_backoff(struct telkin *t, int64_t now)
 		ceiling = RETRY_CAP_MS;
 	t->attempt++;
 	t->retry_at = now + (int64_t)(rng_next() % (ceiling + 1));
+	kinesis_wait_fit(t, now);
 }
 
-/* Errors worth retrying: throttling and the service's own failures. */
-static int kinesis_retryable(int status, const char *type)
+/*
+ * Every error PutRecords may answer, for the whole request ("__type") or for one record
+ * ("ErrorCode"), and what telkin does with it. Sources, under docs.aws.amazon.com/kinesis/
+ * latest/APIReference/: [P] API_PutRecords.html, Errors; [E] API_PutRecordsResultEntry.html
+ * (ErrorCode: ProvisionedThroughputExceededException or InternalFailure); [C] CommonErrors.html,
+ * the errors common to all actions (older and newer editions of the list). [S] is not in those
+ * pages: names the AWS SDKs' retry handlers treat as transient, kept for compatible services.
+ * Answers not in the table: HTTP 5xx, 429 and 408 are retried, any other request-level error is
+ * refused; an unknown per-record code is retried (Kinesis documents only the two above).
+ */
+enum kinesis_error_class {
+	KERR_REFUSE,              /* not retryable: the records are dropped, counted, logged once */
+	KERR_RETRY,               /* transient: retried (a whole request after a backoff) */
+	KERR_THROTTLE,            /* throttled: retried; per record, ProvisionedThroughput paces */
+	KERR_CREDS                /* expired credentials: refetched (container credentials) */
+};
+
+static const struct kinesis_error {
+	const char *type;
+	unsigned char what;       /* enum kinesis_error_class */
+} kinesis_errors[] = {
+	{ "AccessDeniedException", KERR_REFUSE },                   /* [P][C] 400 */
+	{ "ExpiredToken", KERR_CREDS },                             /* [S] STS's spelling */
+	{ "ExpiredTokenException", KERR_CREDS },                    /* [C] 403 */
+	{ "IncompleteSignature", KERR_REFUSE },                     /* [C] 400 */
+	{ "InternalFailure", KERR_RETRY },                          /* [C] 500, [E] */
+	{ "InternalFailureException", KERR_RETRY },                 /* [S] */
+	{ "InvalidAction", KERR_REFUSE },                           /* [C] 400 */
+	{ "InvalidArgumentException", KERR_REFUSE },                /* [P] 400 */
+	{ "InvalidClientTokenId", KERR_REFUSE },                    /* [C] 403 */
+	{ "InvalidParameterCombination", KERR_REFUSE },             /* [C] 400 */
+	{ "InvalidParameterValue", KERR_REFUSE },                   /* [C] 400 */
+	{ "InvalidQueryParameter", KERR_REFUSE },                   /* [C] 400 */
+	{ "KMSAccessDeniedException", KERR_REFUSE },                /* [P] 400 */
+	{ "KMSDisabledException", KERR_REFUSE },                    /* [P] 400 */
+	{ "KMSInvalidStateException", KERR_REFUSE },                /* [P] 400 */
+	{ "KMSNotFoundException", KERR_REFUSE },                    /* [P] 400 */
+	{ "KMSOptInRequired", KERR_REFUSE },                        /* [P] 400 */
+	{ "KMSThrottlingException", KERR_THROTTLE },                /* [P] 400 */
+	{ "LimitExceededException", KERR_THROTTLE },                /* [S] Kinesis control plane */
+	{ "MalformedHttpRequestException", KERR_REFUSE },           /* [C] 400 */
+	{ "MalformedQueryString", KERR_REFUSE },                    /* [C] 404 */
+	{ "MissingAction", KERR_REFUSE },                           /* [C] 400 */
+	{ "MissingAuthenticationToken", KERR_REFUSE },              /* [C] 403 */
+	{ "MissingParameter", KERR_REFUSE },                        /* [C] 400 */
+	{ "NotAuthorized", KERR_REFUSE },                           /* [C] 400 */
+	{ "OptInRequired", KERR_REFUSE },                           /* [C] 403 */
+	{ "ProvisionedThroughputExceededException", KERR_THROTTLE },/* [P] 400, [E] */
+	{ "RequestAbortedException", KERR_RETRY },                  /* [C] 400 */
+	{ "RequestEntityTooLargeException", KERR_REFUSE },          /* [C] 413 */
+	{ "RequestExpired", KERR_RETRY },                           /* [C] 400: signed anew */
+	{ "RequestLimitExceeded", KERR_THROTTLE },                  /* [S] */
+	{ "RequestTimeout", KERR_RETRY },                           /* [S] */
+	{ "RequestTimeoutException", KERR_RETRY },                  /* [C] 408 */
+	{ "ResourceNotFoundException", KERR_REFUSE },               /* [P] 400 */
+	{ "ServiceUnavailable", KERR_RETRY },                       /* [C] 503 */
+	{ "ServiceUnavailableException", KERR_RETRY },              /* [S] */
+	{ "SlowDown", KERR_THROTTLE },                              /* [S] */
+	{ "Throttling", KERR_THROTTLE },                            /* [S] */
+	{ "ThrottlingException", KERR_THROTTLE },                   /* [C] 400 */
+	{ "UnknownOperationException", KERR_REFUSE },               /* [C] 404 */
+	{ "UnrecognizedClientException", KERR_REFUSE },             /* [C] 403 */
+	{ "ValidationError", KERR_REFUSE },                         /* [C] 400 */
+	{ "ValidationException", KERR_REFUSE },                     /* [C] 400 */
+};
+
+/* The class of an error name (without a "namespace#" prefix); -1 when not in the table. */
+static int kinesis_error_class(const char *type)
 {
-	static const char *const retry[] = {
-		"ProvisionedThroughputExceededException", "ThrottlingException",
-		"LimitExceededException", "KMSThrottlingException", "InternalFailure",
-		"InternalFailureException", "ServiceUnavailable", "ServiceUnavailableException",
-		"RequestTimeout", "RequestTimeoutException", "Throttling",
-		"RequestLimitExceeded", "SlowDown",
-	};
+	for (size_t i = 0; i < sizeof(kinesis_errors) / sizeof(kinesis_errors[0]); i++)
+		if (!strcmp(type, kinesis_errors[i].type))
+			return kinesis_errors[i].what;
+	return -1;
+}
+
+/* What to do with a whole-request failure: HTTP status and error type. */
+static int kinesis_classify(int status, const char *type)
+{
+	int c = kinesis_error_class(type);
 	if (status >= 500 || status == 429 || status == 408)
-		return 1;
-	for (size_t i = 0; i < sizeof(retry) / sizeof(retry[0]); i++)
-		if (!strcmp(type, retry[i]))
-			return 1;
-	return 0;
+		return c == KERR_THROTTLE ? KERR_THROTTLE : KERR_RETRY;
+	return c < 0 ? KERR_REFUSE : c;
 }
 
 /* 1 the first time an error kind is seen: a broken permission must not flood the logs. */
@@ -3141,14 +3422,46 @@ static void inflight_retry(struct telkin *t, int64_t now)
 	kinesis_backoff(t, now);
 }
 
-/* A 200 PutRecords answer: mark what Kinesis took, keep what failed for a retry. */
+/* Kinesis record k of the request refused for good: its events leave the queue, counted. */
+static void inflight_refuse_record(struct telkin *t, size_t k)
+{
+	for (size_t j = inflight_first(t, k); j < t->inflight_end[k]; j++) {
+		queue_at(&t->q, t->inflight_entries[j])->state = ENTRY_DONE;
+		t->stats.events_rejected++;
+	}
+}
+
+/* Kinesis record k of the request was taken: its events are shipped. Returns its bytes. */
+static size_t inflight_took_record(struct telkin *t, size_t k)
+{
+	size_t first = inflight_first(t, k), bytes = queue_at(&t->q, t->inflight_entries[first])->pk_len;
+	t->stats.kinesis_records++;
+	for (size_t j = first; j < t->inflight_end[k]; j++) {
+		struct queue_entry *e = queue_at(&t->q, t->inflight_entries[j]);
+		t->stats.events_shipped++;
+		t->stats.bytes_shipped += e->data_len;
+		bytes += e->data_len + (j > first); /* ndjson: the newline before it */
+		e->state = ENTRY_DONE;
+	}
+	return bytes;
+}
+
+/*
+ * A 200 PutRecords answer: mark what Kinesis took, keep what failed for a retry at its place in
+ * the queue (oldest first), drop what failed for good. The pacer learns from the throttled
+ * records: a shard whose records nearly all failed from the first throttled one on has an
+ * empty bucket (pace_dry). A response that moved nothing, without that sign, backs off like a
+ * failed request.
+ */
 static int kinesis_on_success(struct telkin *t, int64_t now)
 {
 	struct json_token *tk = t->resp_toks;
 	const char *js = t->kin.body;
-	int n, recs, failed = 0, i;
-	size_t k = 0;
+	struct pace_shard shard[PACE_SLOTS];
+	size_t k = 0, took = 0, took_bytes = 0, refused = 0;
+	int n, recs, failed = 0, dry = 0, i;
 
+	memset(shard, 0, sizeof(shard));
 	n = json_parse(js, t->kin.body_len, tk, KINESIS_RESPONSE_TOKENS, JSON_MAX_DEPTH, 3, NULL);
 	if (n < 0 || tk[0].type != JSON_OBJECT)
 		return -1;
@@ -3157,33 +3470,50 @@ static int kinesis_on_success(struct telkin *t, int64_t now)
 		return -1;
 	for (i = recs + 1; k < t->inflight_count; i = (int)tk[i].next, k++) {
 		int code = tk[i].type == JSON_OBJECT ? json_object_get(js, tk, i, "ErrorCode") : -1;
-		size_t first = inflight_first(t, k), end = t->inflight_end[k];
+		unsigned slot;
 		if (code >= 0 && tk[code].type == JSON_STRING) {
 			char type[64] = "", msg[160] = "";
-			int m = json_object_get(js, tk, i, "ErrorMessage");
+			int m = json_object_get(js, tk, i, "ErrorMessage"), cls;
 			json_string_copy(js, &tk[code], type, sizeof(type));
 			if (m >= 0)
 				json_string_copy(js, &tk[m], msg, sizeof(msg));
+			cls = kinesis_error_class(type);
+			slot = shard_slot(msg, strlen(msg));
+			shard[slot].seen++;
+			if (cls == KERR_REFUSE || cls == KERR_CREDS) {
+				if (first_time(t, type))
+					log_msg(LOG_ERROR, "PutRecords refused a record: %s: %s; such records "
+					        "are dropped and counted", type, msg);
+				inflight_refuse_record(t, k);
+				refused++;
+				continue;
+			}
+			if (!strcmp(type, "ProvisionedThroughputExceededException")) {
+				shard[slot].failed++;
+				t->stats.throttled_records++;
+			}
 			log_msg(LOG_DEBUG, "record failed: %s: %s", type, msg);
 			failed++;
-			t->stats.events_retried += end - first;
+			t->stats.events_retried += t->inflight_end[k] - inflight_first(t, k);
 			continue; /* its events stay pending */
 		}
-		t->stats.kinesis_records++;
-		for (size_t j = first; j < end; j++) {
-			struct queue_entry *e = queue_at(&t->q, t->inflight_entries[j]);
-			t->stats.events_shipped++;
-			t->stats.bytes_shipped += e->data_len;
-			e->state = ENTRY_DONE;
-		}
+		code = tk[i].type == JSON_OBJECT ? json_object_get(js, tk, i, "ShardId") : -1;
+		slot = code >= 0 ? shard_slot(js + tk[code].start, tk[code].end - tk[code].start) : 0;
+		shard[slot].seen++;
+		shard[slot].passed += shard[slot].failed > 0;
+		took++;
+		took_bytes += inflight_took_record(t, k);
 	}
+	for (unsigned s = 0; s < PACE_SLOTS; s++)
+		dry |= pace_dry(&shard[s]);
 	t->inflight_count = 0;
 	queue_pop_done(&t->q);
 	report_drops(t);
-	if (failed)
-		kinesis_backoff(t, now);
-	else
+	pace_learn(&t->pace, now, took, took_bytes, dry);
+	if (took || refused)
 		t->attempt = 0;
+	else if (failed && !dry)
+		kinesis_backoff(t, now);
 	return 0;
 }
 
@@ -3222,6 +3552,7 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 		t->latency_hist[b]++;
 		t->kin_used_at = now;
 		t->kin_used_wall = wall_ms();
+		t->rtt_ms = t->rtt_ms ? (t->rtt_ms + ms + 1) / 2 : ms;
 	}
 	if (hc->head.status == 200) {
 		if (kinesis_on_success(t, now) == 0)
@@ -3231,7 +3562,7 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 	} else {
 		char type[96] = "", msg[256] = "";
 		struct json_token *tk = t->resp_toks;
-		int n = json_parse(hc->body, hc->body_len, tk, KINESIS_RESPONSE_TOKENS,
+		int cls, n = json_parse(hc->body, hc->body_len, tk, KINESIS_RESPONSE_TOKENS,
 		                   JSON_MAX_DEPTH, 1, NULL);
 		if (n > 0 && tk[0].type == JSON_OBJECT) {
 			int ty = json_object_get(hc->body, tk, 0, "__type");
@@ -3249,11 +3580,11 @@ static void kinesis_on_response(struct telkin *t, int64_t now)
 		if (!type[0])
 			snprintf(type, sizeof(type), "HTTP%d", hc->head.status);
 		t->stats.putrecords_errors++;
-		if (t->cfg.container_creds && (!strcmp(type, "ExpiredTokenException") ||
-		                               !strcmp(type, "ExpiredToken"))) {
+		cls = kinesis_classify(hc->head.status, type);
+		if (t->cfg.container_creds && cls == KERR_CREDS) {
 			t->creds_stale = 1;     /* fetch new ones, then send again */
 			t->creds_retry_at = 0;
-		} else if (!kinesis_retryable(hc->head.status, type)) {
+		} else if (cls == KERR_REFUSE || cls == KERR_CREDS) {
 			if (first_time(t, type))
 				log_msg(LOG_ERROR, "PutRecords refused: %s: %s; records in such requests "
 				        "are dropped and counted", type, msg);
@@ -3482,19 +3813,21 @@ static void print_summary(const struct telkin *t)
 	const struct stats *s = &t->stats;
 	log_msg(LOG_INFO, "events received %llu, queued %llu, filtered %llu, truncated %llu; "
 	        "shipped %llu (%llu bytes) in %llu records and %llu PutRecords calls (%llu failed), "
-	        "retried %llu, refused %llu; dropped platform %llu function %llu extension %llu; "
+	        "retried %llu (throttled %llu), refused %llu; dropped platform %llu function %llu extension %llu; "
 	        "batches rejected %llu; queue high-water %zu bytes; connections %llu "
-	        "(TLS handshakes %llu); lost at exit %llu",
+	        "(TLS handshakes %llu); lost at exit %llu (unanswered %llu)",
 	        (unsigned long long)s->events_received, (unsigned long long)s->events_queued,
 	        (unsigned long long)s->events_filtered, (unsigned long long)s->events_truncated,
 	        (unsigned long long)s->events_shipped, (unsigned long long)s->bytes_shipped,
 	        (unsigned long long)s->kinesis_records,
 	        (unsigned long long)s->putrecords_calls, (unsigned long long)s->putrecords_errors,
-	        (unsigned long long)s->events_retried, (unsigned long long)s->events_rejected,
+	        (unsigned long long)s->events_retried, (unsigned long long)s->throttled_records,
+	        (unsigned long long)s->events_rejected,
 	        (unsigned long long)s->dropped_records[0], (unsigned long long)s->dropped_records[1],
 	        (unsigned long long)s->dropped_records[2], (unsigned long long)s->batches_rejected,
 	        t->q.high_water, (unsigned long long)t->kin.connects,
-	        (unsigned long long)t->kin.handshakes, (unsigned long long)s->lost_at_exit);
+	        (unsigned long long)t->kin.handshakes, (unsigned long long)s->lost_at_exit,
+	        (unsigned long long)s->lost_unanswered);
 }
 
 /* Telemetry silence that ends SHUTDOWN early: two buffering periods and some slack. */
@@ -3597,10 +3930,11 @@ static void metrics_emit(struct telkin *t, int64_t now)
 {
 	static const char *const names[] = {
 		"EventsReceived", "EventsShipped", "EventsDropped", "EventsTruncated", "EventsRetried",
-		"PutRecordsCalls", "PutRecordsErrors", "Reconnects", "TLSHandshakes",
+		"PutRecordsCalls", "PutRecordsErrors", "Reconnects", "TLSHandshakes", "EventsLost",
+		"RecordsThrottled",
 	};
 	const struct stats *s = &t->stats, *b = &t->metrics_base;
-	uint64_t dropped = 0, values[9];
+	uint64_t dropped = 0, values[11];
 	char line[2048];
 	size_t n = 0;
 
@@ -3615,11 +3949,13 @@ static void metrics_emit(struct telkin *t, int64_t now)
 	values[6] = s->putrecords_errors - b->putrecords_errors;
 	values[7] = s->reconnects - b->reconnects;
 	values[8] = t->kin.handshakes - t->metrics_handshakes;
+	values[9] = s->lost_at_exit - b->lost_at_exit;
+	values[10] = s->throttled_records - b->throttled_records;
 #define OUT(...) (n += (size_t)snprintf(line + n, n < sizeof(line) ? sizeof(line) - n : 0, \
                                        __VA_ARGS__))
 	OUT("{\"_aws\":{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{\"Namespace\":\"telkin\","
 	    "\"Dimensions\":[[\"FunctionName\"]],\"Metrics\":[", (long long)wall_ms());
-	for (int i = 0; i < 9; i++)
+	for (int i = 0; i < 11; i++)
 		OUT("{\"Name\":\"%s\",\"Unit\":\"Count\"},", names[i]);
 	OUT("{\"Name\":\"PutRecordsLatencyP50\",\"Unit\":\"Milliseconds\"},"
 	    "{\"Name\":\"PutRecordsLatencyP99\",\"Unit\":\"Milliseconds\"},"
@@ -3629,7 +3965,7 @@ static void metrics_emit(struct telkin *t, int64_t now)
 		n += json_escape(line + n, sizeof(line) - n, t->cfg.function_name,
 		                 strlen(t->cfg.function_name));
 	OUT("\"");
-	for (int i = 0; i < 9; i++)
+	for (int i = 0; i < 11; i++)
 		OUT(",\"%s\":%llu", names[i], (unsigned long long)values[i]);
 	OUT(",\"PutRecordsLatencyP50\":%u,\"PutRecordsLatencyP99\":%u,\"QueueHighWaterBytes\":%zu}\n",
 	    latency_percentile(t->latency_hist, 50), latency_percentile(t->latency_hist, 99),
@@ -3644,17 +3980,68 @@ static void metrics_emit(struct telkin *t, int64_t now)
 	t->metrics_at = now;
 }
 
+/* The last moment a request may start before SHUTDOWN's deadline and be answered in time. */
+static int64_t shutdown_cut_at(const struct telkin *t)
+{
+	int64_t guard = 2 * t->rtt_ms + SHUTDOWN_REPORT_MS;
+	return t->shutdown_deadline - (guard > SHUTDOWN_GUARD_MAX_MS ? SHUTDOWN_GUARD_MAX_MS : guard);
+}
+
+/*
+ * SHUTDOWN, out of time: the events still queued cannot reach Kinesis before the deadline
+ * (more than the shards take). They are counted lost, exactly, and one telkin.dropped record
+ * that says so is the last request, after SHUTDOWN_REPORT_MS. Events that come later are
+ * counted at exit.
+ */
+static void shutdown_give_up(struct telkin *t, int64_t now)
+{
+	uint64_t records[3] = { 0, 0, 0 }, bytes[3] = { 0, 0, 0 };
+
+	if (t->phase != PHASE_SHUTDOWN || t->shutdown_cut || t->request_out || !t->q.count ||
+	    now < shutdown_cut_at(t))
+		return;
+	t->shutdown_cut = 1;
+	for (size_t off = queue_first(&t->q); off != SIZE_MAX; off = queue_next(&t->q, off)) {
+		struct queue_entry *e = queue_at(&t->q, off);
+		if (e->state != ENTRY_PENDING || e->report)
+			continue;
+		e->state = ENTRY_DONE;
+		records[class_index(e->kind)]++;
+		bytes[class_index(e->kind)] += e->data_len;
+		t->stats.lost_at_exit++;
+	}
+	queue_pop_done(&t->q);
+	if (records[0] + records[1] + records[2] &&
+	    queue_drop_report(t, records, bytes, "shutdown deadline") == 0) {
+		t->pace.next_at = now + SHUTDOWN_REPORT_MS;
+		t->retry_at = 0;
+	}
+}
+
+/*
+ * When SHUTDOWN's time is up: its deadline, or with a request out, half the margin later (an
+ * answer that comes says what arrived; without one its records are counted lost, unanswered).
+ */
+static int64_t shutdown_exit_at(const struct telkin *t)
+{
+	return t->shutdown_deadline + (t->request_out ? DEADLINE_MARGIN_MS / 2 : 0);
+}
+
 /* Shipped everything, or out of time: report and exit. */
 static void finish(struct telkin *t)
 {
 	for (size_t off = queue_first(&t->q); off != SIZE_MAX; off = queue_next(&t->q, off))
-		if (queue_at(&t->q, off)->state == ENTRY_PENDING)
+		if (queue_at(&t->q, off)->state == ENTRY_PENDING && !queue_at(&t->q, off)->report)
 			t->stats.lost_at_exit++;
 	for (int i = 0; i < 3; i++)
 		t->stats.lost_at_exit += t->unreported_drop_records[i];
+	for (size_t i = 0; t->request_out && i < inflight_events(t); i++)
+		t->stats.lost_unanswered += !queue_at(&t->q, t->inflight_entries[i])->report;
 	if (t->stats.lost_at_exit)
-		log_msg(LOG_ERROR, "%llu records could not be shipped before the shutdown deadline",
-		        (unsigned long long)t->stats.lost_at_exit);
+		log_msg(LOG_ERROR, "%llu records could not be shipped before the shutdown deadline "
+		        "(%llu of them in a request not answered in time)",
+		        (unsigned long long)t->stats.lost_at_exit,
+		        (unsigned long long)t->stats.lost_unanswered);
 	if (t->cfg.metrics)
 		metrics_emit(t, now_ms());
 	print_summary(t);
@@ -3715,7 +4102,7 @@ static void lifecycle_step(struct telkin *t, int64_t now)
 		break;
 	case PHASE_SHUTDOWN:
 		if ((drained(t) && now - t->last_telemetry >= shutdown_quiet_ms(t)) ||
-		    now >= t->shutdown_deadline)
+		    now >= shutdown_exit_at(t))
 			finish(t);
 		break;
 	case PHASE_WAIT_EVENT:
@@ -3739,12 +4126,14 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 #define SOONER(x) do { if ((x) < next) next = (x); } while (0)
 	if (t->request_out && hc_next_deadline(&t->kin))
 		SOONER(hc_next_deadline(&t->kin));
-	else if (t->q.count && !ship_due(t, now) && now < t->retry_at)
-		SOONER(t->retry_at);
-	else if (t->q.count && !ship_due(t, now))
-		SOONER(oldest_due_at(t, now));
-	else if (t->q.count)
+	else if (!t->q.count || t->shutdown_cut == 2)
+		; /* nothing to ship, or no more time to */
+	else if (ship_due(t, now))
 		SOONER(now);
+	else if (now < kinesis_ready_at(t))
+		SOONER(kinesis_ready_at(t));
+	else
+		SOONER(oldest_due_at(t, now));
 	if (t->phase == PHASE_INIT)
 		SOONER(t->init_deadline);
 	if (t->phase == PHASE_WAIT_EVENT && t->api_retry_at)
@@ -3756,7 +4145,9 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 	if (t->phase == PHASE_FLUSH)
 		SOONER(t->flush_deadline);
 	if (t->phase == PHASE_SHUTDOWN) {
-		SOONER(t->shutdown_deadline);
+		SOONER(shutdown_exit_at(t));
+		if (t->q.count && !t->shutdown_cut)
+			SOONER(shutdown_cut_at(t));
 		if (drained(t)) /* else the quiet period is not what ends the wait */
 			SOONER(t->last_telemetry + shutdown_quiet_ms(t));
 	}
@@ -3782,6 +4173,8 @@ static void run(struct telkin *t)
 		int n = 0, api_i = -1, kin_i = -1, lis_i;
 
 		lifecycle_step(t, now);
+		shutdown_give_up(t, now);
+		kinesis_wait_fit(t, now);
 		if (ship_due(t, now))
 			kinesis_send(t, now);
 		if (t->request_out && t->kin.state == HC_FAILED) {

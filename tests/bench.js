@@ -25,9 +25,17 @@
 //           leaves), on a kept-alive connection, then with the sink closing the connection after each
 //           answer (a new TLS connection per PutRecords: resumed by session ID, or full handshakes
 //           when the sink keeps no sessions); handshakes and resumptions counted by the sink
+//   pushback one 20 000-line invocation, then SHUTDOWN, into kinesis_stub.js with Kinesis's per-shard
+//           write limits (1 000 records/s, 1 MiB/s, one second of burst), for 1, 2 and 4 shards, each
+//           TELKIN_PARTITION_KEY and TELKIN_RECORD=event|ndjson: events that arrived before the
+//           deadline beside the physical maximum (per shard: its limits times the time from the
+//           first event to the deadline, plus the burst, capped by what was destined to it), and
+//           whether arrived + reported lost == accepted
 //
-// usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt] [--runs N] [--events N]
+// usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt,pushback] [--runs N] [--events N]
 //                      [--invokes N] [--frequent N] [--rare N]
+//                      pushback only: [--lines N] [--shards 1,2,4] [--keys sandbox,request,random]
+//                      [--records event,ndjson]
 // env:   TELKIN_BIN (default ../build/telkin), FLOOR_BIN (default ../build/x86_64/floor_extension)
 // Every child (extensions, the sink's thread) ends with this process; the run is bounded.
 
@@ -45,7 +53,7 @@ const BUDGET_MS = 300000;
 
 function parseArgs(argv) {
   const a = {
-    only: ['cold', 'rss', 'tput', 'invoke', 'strategy', 'packing', 'tlsrtt'], runs: 30, events: 500000, invokes: 100,
+    only: ['cold', 'rss', 'tput', 'invoke', 'strategy', 'packing', 'tlsrtt', 'pushback'], runs: 30, events: 500000, invokes: 100,
     frequent: 58, rare: 2,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -57,6 +65,10 @@ function parseArgs(argv) {
     else if (k === '--invokes') a.invokes = Number(v());
     else if (k === '--frequent') a.frequent = Number(v());
     else if (k === '--rare') a.rare = Number(v());
+    else if (k === '--lines') a.lines = Number(v());
+    else if (k === '--shards') a.shards = v().split(',').map(Number);
+    else if (k === '--keys') a.keys = v().split(',');
+    else if (k === '--records') a.records = v().split(',');
     else if (k === '--help' || k === '-h') a.help = true;
     else throw new Error(`unknown argument ${k}`);
   }
@@ -927,12 +939,113 @@ async function benchTlsRtt(a) {
     `${f(res[R].all[0], 3)} ms`, '-', null, c);
 }
 
+
+// ------------------------------------------------------------------------------------------------
+// pushback: one 20 000-line invocation into a stream with Kinesis's per-shard write limits
+// (tests/kinesis_stub.js: 1 000 records/s and 1 MiB/s per shard, one second of burst), then
+// SHUTDOWN with Lambda's 2 s deadline. What arrives before the deadline, beside the physical
+// maximum: per shard, what its limits let through from the first event to the deadline (one
+// second of burst, as an idle shard holds, plus the rate times that time), capped by what was
+// destined to it. Events, not Kinesis records: with ndjson a record packs up to 25 KiB of events.
+
+// The stub runs in a worker thread: the simulator writing 20 000 lines keeps this thread busy, and
+// a stub on the same event loop would answer late, as a real Kinesis does not.
+const PUSHBACK_STUB = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { KinesisStub } = require(workerData.stubPath);
+(async () => {
+  const stub = await new KinesisStub().start();
+  parentPort.on('message', (m) => {
+    if (m.op === 'limits') { stub.shardLimits({ shards: m.shards }); parentPort.postMessage({ op: 'limits' }); return; }
+    if (m.op !== 'report') return;
+    const demand = stub.demand.map((set) => {
+      let n = 0, bytes = 0;
+      for (const l of set) { bytes += Buffer.byteLength(l); if (l && !l.includes('"telkin.dropped"')) n++; }
+      return { n, bytes, size: set.size };
+    });
+    const arrived = new Set();
+    let reports = 0, lastAt = 0;
+    for (const r of stub.accepted) {
+      if (r.at > m.deadlineMs) continue;
+      lastAt = Math.max(lastAt, r.at);
+      for (const l of r.data.split('\\n')) { if (l.includes('"telkin.dropped"')) reports++; else arrived.add(l); }
+    }
+    parentPort.postMessage({ op: 'report', demand, arrived: arrived.size, reports, lastAt, requests: stub.requests.length,
+      limits: stub.limits });
+    stub.close();
+  });
+  parentPort.postMessage({ op: 'ready', endpoint: stub.endpoint });
+})();
+`;
+
+async function runPushback({ shards, pk, record, lines }) {
+  const { Worker } = require('node:worker_threads');
+  const w = new Worker(PUSHBACK_STUB, { eval: true, workerData: { stubPath: path.join(__dirname, 'kinesis_stub.js') } });
+  const next = (op) => new Promise((resolve) => { const h = (m) => { if (m.op === op) { w.off('message', h); resolve(m); } }; w.on('message', h); });
+  const { endpoint } = await next('ready');
+  const env = {
+    TELKIN_STREAM: 'pushback', AWS_ENDPOINT_URL_KINESIS: endpoint, AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+    AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', TELKIN_LISTEN_PORT: String(await freePort()),
+    TELKIN_PARTITION_KEY: pk, TELKIN_RECORD: record,
+  };
+  const sim = new LambdaSim({ bin: TELKIN, env, initTimeoutMs: 5000, functionTimeoutMs: 30000 });
+  let sd, inv, rep;
+  try {
+    await sim.start();
+    await sim.waitInit();
+    // The stream was idle until now: every shard's bucket is full (one second of capacity).
+    w.postMessage({ op: 'limits', shards });
+    await next('limits');
+    inv = await sim.invoke({ lines });
+    sd = await sim.shutdown();
+    w.postMessage({ op: 'report', deadlineMs: sd.deadlineMs });
+    rep = await next('report');
+  } finally {
+    await sim.close();
+    await w.terminate();
+  }
+  const T = (sd.deadlineMs - inv.startedAt) / 1000;
+  const L = rep.limits;
+  const recMax = 25600;
+  let physical = 0;
+  for (const dm of rep.demand) {
+    if (!dm.n) continue;
+    const avg = dm.bytes / dm.size + 1; // a newline (ndjson) or the share of a partition key
+    const perRecord = record === 'ndjson' ? Math.max(1, Math.floor(recMax / avg)) : 1;
+    physical += Math.min(dm.n, L.recordsPerSec * (T + 1) * perRecord, (L.bytesPerSec * (T + 1)) / avg);
+  }
+  return { shards, pk, record, T, physical: Math.floor(physical), arrived: rep.arrived, s: summaryOf(sim), sd,
+    reports: rep.reports, requests: rep.requests, lastMs: rep.lastAt - sd.sentAt };
+}
+
+async function benchPushback(a) {
+  const lines = a.lines || 20000;
+  console.log(`\n-- pushback: one ${lines}-line invocation (TELKIN_FLUSH=auto, i.e. end for a first invocation), then SHUTDOWN ` +
+    '(2 s deadline); stub with Kinesis\'s limits per shard: 1 000 records/s, 1 MiB/s, one second of burst');
+  console.log('   shards  partition key  TELKIN_RECORD  arrived / physical max (%)   lost (reported)  accounted  telkin.dropped  requests  last arrival');
+  for (const record of a.records || ['event', 'ndjson']) {
+    for (const pk of a.keys || ['sandbox', 'request', 'random']) {
+      for (const shards of a.shards || [1, 2, 4]) {
+        const r = await runPushback({ shards, pk, record, lines });
+        const pct = (100 * r.arrived) / r.physical;
+        const accounted = r.arrived + (r.s.lost || 0) === r.s.queued ? 'exact' : `MISMATCH ${r.arrived}+${r.s.lost}!=${r.s.queued}`;
+        console.log(`   ${String(shards).padStart(6)}  ${pk.padEnd(13)}  ${record.padEnd(13)}  ${String(r.arrived).padStart(6)} / ${String(r.physical).padStart(6)} (${f(pct, 1).padStart(5)} %)` +
+          `      ${String(r.s.lost).padStart(6)}        ${accounted.padEnd(9)}  ${String(r.reports).padStart(14)}  ${String(r.requests).padStart(8)}  ` +
+          `${r.lastMs} ms after SHUTDOWN (exit ${r.sd.shutdownToExitMs} ms)`);
+        if (shards === 1 && pk === 'sandbox') {
+          row(`pushback, 1 shard, ${record}: arrived of the physical max`, `${r.arrived} of ${r.physical} (${f(pct, 1)} %)`, '>= 95 %', pct >= 95, CMD('pushback'));
+        }
+      }
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------------------------
 
 async function main() {
   const a = parseArgs(process.argv.slice(2));
   if (a.help) {
-    console.log('usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt] [--runs N] [--events N] [--invokes N]' +
+    console.log('usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt,pushback] [--runs N] [--events N] [--invokes N]' +
       ' [--frequent N] [--rare N]');
     return;
   }
@@ -965,6 +1078,7 @@ async function main() {
   if (a.only.includes('packing')) await benchPacking();
   if (a.only.includes('strategy')) await benchStrategy(a);
   if (a.only.includes('tlsrtt')) await benchTlsRtt(a);
+  if (a.only.includes('pushback')) await benchPushback(a);
 
   const w = [Math.max(...rows.map((r) => r.name.length)), Math.max(...rows.map((r) => r.value.length)), 10];
   console.log(`\n${'figure'.padEnd(w[0])}  ${'value'.padEnd(w[1])}  ${'target'.padEnd(w[2])}  ${'   '}  command`);

@@ -5,10 +5,15 @@
 # a fast PutRecords sink (tests/fast_sink.js; it decodes records for the last two). Node built-ins
 # only: no npm install needed. Figures are printed against their targets, never asserted.
 #
-#   make bench                         everything (about two and a half minutes: 'strategy' runs
+#   make bench                         everything (about three and a half minutes: 'strategy' runs
 #                                      three simulated workloads with 11 s idle gaps in real time)
-#   cd tests && node bench.js --only cold|rss|tput|invoke|strategy|packing|tlsrtt [--runs N] [--events N]
-#                                      [--invokes N] [--frequent N] [--rare N]
+#   cd tests && node bench.js --only cold|rss|tput|invoke|strategy|packing|tlsrtt|pushback [--runs N]
+#                                      [--events N] [--invokes N] [--frequent N] [--rare N] [--lines N]
+#
+# 'pushback' (about 70 s) runs one 20 000-line invocation into the fault stub (tests/kinesis_stub.js)
+# with Kinesis's real per-shard limits, for 1, 2 and 4 shards, each TELKIN_PARTITION_KEY and
+# TELKIN_RECORD=event|ndjson, and prints what arrived before the SHUTDOWN deadline beside the
+# physical maximum those limits allow.
 
 # The floor for the cold start and memory figures: a do-nothing extension built with telkin's
 # compiler, flags and static link. It registers under its own file name, as the simulator

@@ -36,6 +36,17 @@
 //   { close: true }                     200 with Connection: close, then close
 //   { interim: true, ... }              'HTTP/1.1 100 Continue' first, then the rest of the action
 //   { wrongCount: true }                200 whose Records has one entry, whatever was sent
+//
+// Kinesis's write limits (off unless set): stub.shardLimits({ shards, recordsPerSec, bytesPerSec })
+// models a stream of `shards` shards created by CreateStream (the 128-bit hash-key range split
+// evenly); a record goes to the shard whose range holds MD5(PartitionKey) as a 128-bit number.
+// Each shard is a token bucket of records and bytes (data + partition key) that refills at the
+// shard's rate and holds at most one second of it (full at start: an idle stream). A record that
+// does not fit fails with ProvisionedThroughputExceededException, worded as Kinesis words it.
+// Records of a request are taken in order. Defaults are Kinesis's: 1 000 records/s and 1 MiB/s
+// per shard (docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html).
+// stub.throttleP = p: besides that, each record fails with that exception with probability p.
+// Every accepted record answers with its ShardId and a SequenceNumber; stub.shardOf(key) -> index.
 
 const net = require('node:net');
 const tls = require('node:tls');
@@ -70,6 +81,42 @@ class KinesisStub extends EventEmitter {
     this.appBytes = 0;        // application bytes received (decrypted for TLS)
     this.sockets = new Set();
     this._conn = 0;
+    this.limits = null;       // per-shard write limits (shardLimits)
+    this.throttleP = 0;       // random per-record throttling
+    this.demand = [];         // per shard: Set of the distinct events (ndjson lines) sent to it
+  }
+
+  shardLimits({ shards = 1, recordsPerSec = 1000, bytesPerSec = 1 << 20 } = {}) {
+    const now = Date.now();
+    this.limits = { shards, recordsPerSec, bytesPerSec };
+    this.buckets = Array.from({ length: shards }, () => ({ r: recordsPerSec, b: bytesPerSec, at: now }));
+    this.demand = Array.from({ length: shards }, () => new Set());
+    return this;
+  }
+
+  // The shard a partition key lands on: MD5 as a 128-bit big-endian number, in one of `shards`
+  // equal hash-key ranges (CreateStream's even split).
+  shardOf(key) {
+    const n = this.limits ? this.limits.shards : 1;
+    const h = BigInt('0x' + crypto.createHash('md5').update(key, 'utf8').digest('hex'));
+    return Number((h * BigInt(n)) >> 128n);
+  }
+
+  static shardId(i) { return `shardId-${String(i).padStart(12, '0')}`; }
+
+  // Take one record of `bytes` from shard i's bucket: false when the shard is over its limits.
+  _take(i, bytes) {
+    const L = this.limits;
+    const k = this.buckets[i];
+    const now = Date.now();
+    const dt = (now - k.at) / 1000;
+    k.at = now;
+    k.r = Math.min(L.recordsPerSec, k.r + dt * L.recordsPerSec);
+    k.b = Math.min(L.bytesPerSec, k.b + dt * L.bytesPerSec);
+    if (k.r < 1 || k.b < bytes) return false;
+    k.r -= 1;
+    k.b -= bytes;
+    return true;
   }
 
   get endpoint() {
@@ -171,6 +218,11 @@ class KinesisStub extends EventEmitter {
     if (this.o.tls) this.tlsSessions.push({ conn, resumed: sock.isSessionReused() });
     let buf = Buffer.alloc(0);
     let busy = false;
+    // Pieces of a large body wait in a list until it is complete (copying and searching the
+    // whole buffer at every piece is quadratic: seconds for a 5 MiB request).
+    let pieces = [];
+    let piecesLen = 0;
+    let need = 0;
     const raw = sock._parent || sock;
     sock.on('error', () => {});
     sock.on('data', (d) => {
@@ -180,7 +232,12 @@ class KinesisStub extends EventEmitter {
         return;
       }
       this.appBytes += d.length;
-      buf = Buffer.concat([buf, d]);
+      pieces.push(d);
+      piecesLen += d.length;
+      if (buf.length + piecesLen < need) return;
+      buf = Buffer.concat([buf, ...pieces]);
+      pieces = [];
+      piecesLen = 0;
       pump();
     });
     const pump = () => {
@@ -196,7 +253,9 @@ class KinesisStub extends EventEmitter {
           if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
         }
         const len = Number(headers['content-length'] || 0);
-        if (buf.length < end + 4 + len) return;
+        need = end + 4 + len;
+        if (buf.length < need) return;
+        need = 0;
         const body = buf.subarray(end + 4, end + 4 + len);
         buf = buf.subarray(end + 4 + len);
         busy = true;
@@ -254,6 +313,7 @@ class KinesisStub extends EventEmitter {
         sock.write(headText + text);
       }
       req.status = status;
+      req.answeredAt = Date.now();
       return true;
     };
     const store = (indices) => {
@@ -262,7 +322,7 @@ class KinesisStub extends EventEmitter {
         const data = Buffer.from(r.Data, 'base64').toString('utf8');
         let json = null;
         try { json = JSON.parse(data); } catch { /* not JSON */ }
-        this.accepted.push({ partitionKey: r.PartitionKey, data, json, stream: parsed.StreamName, arn: parsed.StreamARN, request: req.n });
+        this.accepted.push({ partitionKey: r.PartitionKey, data, json, stream: parsed.StreamName, arn: parsed.StreamARN, request: req.n, at: Date.now() });
       }
       req.stored = indices.length;
     };
@@ -270,11 +330,20 @@ class KinesisStub extends EventEmitter {
       const recs = [];
       const ok = [];
       parsed.Records.forEach((r, i) => {
+        const shard = this.limits ? this.shardOf(r.PartitionKey) : 0;
+        const sid = KinesisStub.shardId(shard);
+        const rate = `Rate exceeded for shard ${sid} in stream ${parsed.StreamName} under account 123456789012.`;
+        const data = Buffer.from(r.Data, 'base64');
+        if (this.limits) for (const line of data.toString('utf8').split('\n')) this.demand[shard].add(line);
         if (failWhich && failWhich(i)) {
-          recs.push({ ErrorCode: failType, ErrorMessage: `Rate exceeded for shard shardId-000000000000 in stream ${parsed.StreamName}` });
+          recs.push({ ErrorCode: failType, ErrorMessage: failType === 'ProvisionedThroughputExceededException' ? rate : 'Internal service failure.' });
+        } else if (this.throttleP && Math.random() < this.throttleP) {
+          recs.push({ ErrorCode: 'ProvisionedThroughputExceededException', ErrorMessage: rate });
+        } else if (this.limits && !this._take(shard, data.length + Buffer.byteLength(r.PartitionKey))) {
+          recs.push({ ErrorCode: 'ProvisionedThroughputExceededException', ErrorMessage: rate });
         } else {
           ok.push(i);
-          recs.push({ SequenceNumber: String(49500000000000000000000000000000000000000000000000000000n + BigInt(this.accepted.length + ok.length)), ShardId: 'shardId-000000000000' });
+          recs.push({ SequenceNumber: String(49500000000000000000000000000000000000000000000000000000n + BigInt(this.accepted.length + ok.length)), ShardId: sid });
         }
       });
       return { text: JSON.stringify({ FailedRecordCount: recs.length - ok.length, Records: recs }), ok };

@@ -105,6 +105,26 @@ async function startSim(t, { env = {}, sim = {}, waitInit = true } = {}) {
   return s;
 }
 
+/**
+ * A fault-injecting PutRecords stub (kinesis_stub.js) with its script, and telkin in the
+ * simulator shipping to it (stream 'faults' unless env says otherwise). Both are closed by
+ * t.after(); h (withDiagnostics' holder) gets them for failure messages.
+ */
+async function stubAndSim(t, h, { script = [], env = {}, sim = {}, setup } = {}) {
+  const { KinesisStub } = require('./kinesis_stub');
+  const stub = new KinesisStub();
+  await stub.start();
+  t.after(() => stub.close());
+  stub.script(script);
+  if (setup) setup(stub);
+  h.stub = stub;
+  h.sim = await startSim(t, {
+    env: { TELKIN_STREAM: 'faults', AWS_ENDPOINT_URL_KINESIS: stub.endpoint, ...env },
+    sim,
+  });
+  return { stub, sim: h.sim };
+}
+
 // telkin's exit summary line as numbers (print_summary in telkin.c).
 function parseSummary(lines) {
   const line = lines.find((l) => l.includes('events received') && l.includes('PutRecords calls'));
@@ -120,9 +140,12 @@ function parseSummary(lines) {
     calls: num(/(\d+) PutRecords calls/),
     failedCalls: num(/\((\d+) failed\)/),
     retried: num(/retried (\d+)/),
+    throttled: num(/throttled (\d+)/),
     refused: num(/refused (\d+)/),
     connections: num(/connections (\d+)/),
     lostAtExit: num(/lost at exit (\d+)/),
+    // Of those, in a request with no answer by the deadline: they may have arrived.
+    unanswered: num(/unanswered (\d+)/) || 0,
   };
 }
 
@@ -210,6 +233,6 @@ class TlsKinesisClient extends KinesisClient {
 function allOutput(sim) { return [...sim.stdoutLines, ...sim.stderrLines].join('\n'); }
 
 module.exports = {
-  BIN, AKID, SECRET, makePki, freePort, tail, startSim, parseSummary, withDiagnostics, assertShutdown,
+  BIN, AKID, SECRET, makePki, freePort, tail, startSim, stubAndSim, parseSummary, withDiagnostics, assertShutdown,
   assertClean, assertFreezeBudget, TlsKinesisClient, allOutput, tmpDir, invokeHead, absentFrom, WRAPPER, ECHO,
 };

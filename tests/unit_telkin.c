@@ -583,7 +583,7 @@ static void test_drop_report_waits_for_room(void **state)
 	assert_int_equal(t->q.count, before - 8 + 1);
 	tk_entry(t, t->q.count - 1, out, sizeof(out));
 	assert_non_null(strstr(out, "\"droppedRecords\":1,\"droppedBytes\":10,\"platform\":0,"
-	                            "\"function\":0,\"extension\":1}"));
+	                            "\"function\":0,\"extension\":1,\"reason\":\"queue full\"}"));
 	tk_free(t);
 }
 
@@ -720,8 +720,9 @@ static void test_kinesis_partial_failure_resends_only_failed(void **state)
 	tk_respond(t, 200, resp);
 	assert_int_equal(t->stats.events_shipped, 3);
 	assert_int_equal(t->stats.events_retried, 2);
-	assert_int_equal(t->attempt, 1);
-	assert_true(t->retry_at >= now_ms() - 1);
+	/* The others went through: the failed ones go again at once, no backoff. */
+	assert_int_equal(t->attempt, 0);
+	assert_int_equal(t->retry_at, 0);
 	/* The retry carries records 1 and 3 only (b... and d...). */
 	assert_int_equal(batch_build(t), 2);
 	assert_non_null(strstr(tk_entry(t, 0, out, sizeof(out)), "bbbb"));
@@ -805,6 +806,150 @@ static void test_backoff_grows_and_is_capped(void **state)
 		assert_true(t.retry_at >= 1000 && t.retry_at <= 1000 + RETRY_CAP_MS);
 	}
 	assert_int_equal(t.attempt, 200);
+}
+
+static void test_error_table_classifies_documented_putrecords_errors(void **state)
+{
+	static const char *const refuse[] = {
+		"AccessDeniedException", "InvalidArgumentException", "KMSAccessDeniedException",
+		"KMSDisabledException", "KMSInvalidStateException", "KMSNotFoundException",
+		"KMSOptInRequired", "ResourceNotFoundException", "IncompleteSignature", "InvalidAction",
+		"InvalidClientTokenId", "NotAuthorized", "OptInRequired", "ValidationError",
+		"MissingAuthenticationToken", "UnrecognizedClientException",
+	};
+	static const char *const retry[] = {
+		"InternalFailure", "ServiceUnavailable", "RequestExpired", "RequestTimeoutException",
+	};
+	static const char *const throttle[] = {
+		"ProvisionedThroughputExceededException", "KMSThrottlingException",
+		"ThrottlingException",
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(refuse) / sizeof(refuse[0]); i++)
+		assert_int_equal(kinesis_classify(400, refuse[i]), KERR_REFUSE);
+	for (size_t i = 0; i < sizeof(retry) / sizeof(retry[0]); i++)
+		assert_int_equal(kinesis_classify(400, retry[i]), KERR_RETRY);
+	for (size_t i = 0; i < sizeof(throttle) / sizeof(throttle[0]); i++)
+		assert_int_equal(kinesis_classify(400, throttle[i]), KERR_THROTTLE);
+	assert_int_equal(kinesis_classify(400, "ExpiredTokenException"), KERR_CREDS);
+	assert_int_equal(kinesis_classify(400, "SomethingNew"), KERR_REFUSE);
+	assert_int_equal(kinesis_classify(503, "SomethingNew"), KERR_RETRY);
+	assert_int_equal(kinesis_classify(500, "AccessDeniedException"), KERR_RETRY);
+	assert_int_equal(kinesis_error_class("SomethingNew"), -1);
+}
+
+static void test_pacer_learns_one_shard_from_two_dry_answers(void **state)
+{
+	struct pacer p;
+	(void)state;
+	memset(&p, 0, sizeof(p));
+	pace_learn(&p, 1000, 1000, 300000, 1); /* the burst went through, then the bucket ran dry */
+	assert_int_equal(p.mshards, 0);
+	assert_int_equal(p.next_at, 1000 + PACE_SAMPLE_MS); /* let it refill, then measure */
+	pace_learn(&p, 1100, 100, 30000, 1);   /* 100 records in 100 ms: one shard */
+	assert_int_equal(p.mshards, 1000);
+	pace_size(&p, 1100);
+	assert_int_equal(p.max_records, 113);   /* 100 ms of 1000/s, 1/8 above */
+	pace_spend(&p, 1100, 113, 33900);
+	assert_int_equal(p.next_at, 1200);
+	p.capped = 1;
+	pace_learn(&p, 1200, 113, 33900, 0);    /* all taken: probe further */
+	assert_int_equal(p.mshards, 1125);
+}
+
+static void test_pacer_counts_bytes_against_the_byte_limit(void **state)
+{
+	struct pacer p;
+	(void)state;
+	memset(&p, 0, sizeof(p));
+	pace_learn(&p, 1000, 40, 1u << 20, 1);
+	pace_learn(&p, 2000, 40, 1u << 20, 1);   /* 40 records, 1 MiB in 1 s: one shard's MiB/s */
+	assert_int_equal(p.mshards, 1000);
+	pace_size(&p, 2000);
+	assert_true(p.max_bytes > (1u << 20) / 10 && p.max_bytes < (1u << 20) / 8);
+}
+
+static void test_kinesis_dry_shard_paces_without_backoff(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	static char resp[64 << 10];
+	size_t n;
+	(void)state;
+	tk_fill(t, 8, 4);
+	assert_int_equal(batch_build(t), 8);
+	n = (size_t)snprintf(resp, sizeof(resp), "{\"FailedRecordCount\":6,\"Records\":["
+	                     "{\"SequenceNumber\":\"1\",\"ShardId\":\"shardId-000000000000\"},"
+	                     "{\"SequenceNumber\":\"2\",\"ShardId\":\"shardId-000000000000\"}");
+	for (int i = 0; i < 6; i++)
+		n += (size_t)snprintf(resp + n, sizeof(resp) - n, ",{\"ErrorCode\":"
+		                      "\"ProvisionedThroughputExceededException\",\"ErrorMessage\":"
+		                      "\"Rate exceeded for shard shardId-000000000000 in stream s1 under "
+		                      "account 123456789012.\"}");
+	snprintf(resp + n, sizeof(resp) - n, "]}");
+	tk_respond(t, 200, resp);
+	assert_int_equal(t->stats.events_shipped, 2);
+	assert_int_equal(t->stats.throttled_records, 6);
+	assert_int_equal(t->q.count, 6);
+	assert_int_equal(t->attempt, 0);
+	assert_true(t->pace.dry_at > 0);
+	assert_true(t->pace.next_at >= t->pace.dry_at + PACE_SAMPLE_MS);
+	tk_free(t);
+}
+
+static void test_kinesis_per_record_refusal_drops_only_that_record(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	(void)state;
+	tk_fill(t, 2, 4);
+	assert_int_equal(batch_build(t), 2);
+	tk_respond(t, 200, "{\"FailedRecordCount\":1,\"Records\":[{\"ErrorCode\":"
+	           "\"KMSAccessDeniedException\",\"ErrorMessage\":\"no\"},"
+	           "{\"SequenceNumber\":\"1\",\"ShardId\":\"shardId-000000000001\"}]}");
+	assert_int_equal(t->stats.events_rejected, 1);
+	assert_int_equal(t->stats.events_shipped, 1);
+	assert_int_equal(t->q.count, 0);
+	tk_free(t);
+}
+
+static void test_backoff_fits_the_time_left(void **state)
+{
+	struct telkin t;
+	(void)state;
+	memset(&t, 0, sizeof(t));
+	t.phase = PHASE_SHUTDOWN;
+	t.shutdown_deadline = 1400;
+	for (int i = 0; i < 50; i++) {
+		kinesis_backoff(&t, 1000);
+		assert_true(t.retry_at >= 1000 && t.retry_at <= 1000 + 400 / RETRY_LEFT_SHARE);
+	}
+	t.retry_at = 5000;
+	t.pace.next_at = 5000;
+	kinesis_wait_fit(&t, 1300);                /* 100 ms left: half of it */
+	assert_int_equal(t.retry_at, 1350);
+	t.retry_at = 5000;
+	kinesis_wait_fit(&t, 1399);                /* never past the deadline */
+	assert_int_equal(t.retry_at, 1400);
+	assert_int_equal(t.pace.next_at, 1350);
+}
+
+static void test_shutdown_give_up_counts_what_is_left_and_reports_it(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	char out[1024];
+	(void)state;
+	tk_fill(t, 5, 4);
+	t->phase = PHASE_SHUTDOWN;
+	t->shutdown_deadline = now_ms();
+	shutdown_give_up(t, now_ms());
+	assert_int_equal(t->stats.lost_at_exit, 5);
+	assert_int_equal(t->q.count, 1);
+	assert_int_equal(t->shutdown_cut, 1);
+	tk_entry(t, 0, out, sizeof(out));
+	assert_non_null(strstr(out, "\"type\":\"telkin.dropped\""));
+	assert_non_null(strstr(out, "\"droppedRecords\":5,"));
+	assert_non_null(strstr(out, "\"reason\":\"shutdown deadline\""));
+	assert_true(queue_at(&t->q, t->q.head)->report);
+	tk_free(t);
 }
 
 static void test_signed_head_has_required_headers(void **state)
@@ -1378,6 +1523,13 @@ static const struct CMUnitTest telkin_tests[] = {
 	cmocka_unit_test(test_kinesis_access_denied_drops_and_counts),
 	cmocka_unit_test(test_kinesis_connection_failure_is_retried_with_backoff),
 	cmocka_unit_test(test_backoff_grows_and_is_capped),
+	cmocka_unit_test(test_error_table_classifies_documented_putrecords_errors),
+	cmocka_unit_test(test_pacer_learns_one_shard_from_two_dry_answers),
+	cmocka_unit_test(test_pacer_counts_bytes_against_the_byte_limit),
+	cmocka_unit_test(test_kinesis_dry_shard_paces_without_backoff),
+	cmocka_unit_test(test_kinesis_per_record_refusal_drops_only_that_record),
+	cmocka_unit_test(test_backoff_fits_the_time_left),
+	cmocka_unit_test(test_shutdown_give_up_counts_what_is_left_and_reports_it),
 	cmocka_unit_test(test_signed_head_has_required_headers),
 	cmocka_unit_test(test_identity_escapes_function_name),
 	cmocka_unit_test(test_config_default_endpoints_fips_dualstack_china),
