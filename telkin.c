@@ -4009,7 +4009,7 @@ static size_t sandbox_filter(const struct sandbox_arch *a, struct sb_insn *f, si
 #define SANDBOX_FDS_MAX (3 + 1 + LISTEN_MAX_CONNS + 1 + 2 + 2 + 1 + 1)
 
 /* Distinct refused system calls logged; further ones are only counted. */
-#define SANDBOX_LOGGED_MAX 8
+#define SANDBOX_LOGGED_MAX 16
 
 /*
  * The sandbox's state. A global, unlike the rest of the process state, because the SIGSYS
