@@ -3796,7 +3796,8 @@ static void run(struct telkin *t)
 
 /* ------------------------------------------------------------------------------------------ */
 /* Least privilege. Once start-up is done (configuration read, trust anchors loaded, listener   */
-/* bound, registered and subscribed), telkin gives up what its loop never needs: resource      */
+/* bound, registered and subscribed; the first /event/next out), before the loop reads a byte, */
+/* telkin gives up what its loop never needs: resource                                          */
 /* limits, then PR_SET_NO_NEW_PRIVS and a seccomp filter allowing exactly the loop's system     */
 /* calls. A parser bug can then not become a shell, a child process, a file written, a listening */
 /* TCP port or a signal to another process. A refused call fails with EPERM, which every caller */
@@ -4008,6 +4009,9 @@ static size_t sandbox_filter(const struct sandbox_arch *a, struct sb_insn *f, si
  */
 #define SANDBOX_FDS_MAX (3 + 1 + LISTEN_MAX_CONNS + 1 + 2 + 2 + 1 + 1)
 
+/* How long the first /event/next may take to go out before the filter goes on regardless. */
+#define SANDBOX_NEXT_WAIT_MS 100
+
 /* Distinct refused system calls logged; further ones are only counted. */
 #define SANDBOX_LOGGED_MAX 16
 
@@ -4016,11 +4020,12 @@ static size_t sandbox_filter(const struct sandbox_arch *a, struct sb_insn *f, si
  * handler writes it and a handler cannot be given the process struct.
  */
 static struct {
+	int wanted;                            /* TELKIN_SANDBOX=1 */
 	const char *state;                     /* "off", "on", "refused" (the kernel said no) */
 	volatile sig_atomic_t denied;          /* calls refused */
 	volatile sig_atomic_t n_logged;
 	int logged[SANDBOX_LOGGED_MAX];        /* their numbers */
-} g_sandbox = { "off", 0, 0, { 0 } };
+} g_sandbox = { 1, "off", 0, 0, { 0 } };
 
 static const char *sandbox_state(void)
 {
@@ -4216,12 +4221,8 @@ static void sandbox_escape_attempts(void)
 }
 #endif
 
-/*
- * At the end of start-up: TELKIN_SANDBOX (1, the default, or 0: a diagnostic switch). A filter
- * the kernel refuses (qemu-user answers EINVAL; a kernel without seccomp) leaves telkin running
- * unfiltered, said once and in the exit summary. 0, or -1 with err (an invalid value).
- */
-static int sandbox_apply(struct telkin *t, char *err, size_t errcap)
+/* TELKIN_SANDBOX, read with the configuration: 0, or -1 with err (not 0 or 1). */
+static int sandbox_config(char *err, size_t errcap)
 {
 	const char *v = env_or("TELKIN_SANDBOX", "1");
 
@@ -4229,11 +4230,45 @@ static int sandbox_apply(struct telkin *t, char *err, size_t errcap)
 		snprintf(err, errcap, "TELKIN_SANDBOX=%.32s: expected 1 (on) or 0 (off)", v);
 		return -1;
 	}
-	if (v[0] == '0') {
+	g_sandbox.wanted = v[0] == '1';
+	return 0;
+}
+
+/*
+ * Put the first /event/next on the wire before the filter goes on. The kernel takes 0.1-0.3 ms to
+ * install a filter (it compiles it and precomputes its answers), which would otherwise be added
+ * to every cold start (exec to the first /event/next). Only the API connection is stepped, for at
+ * most SANDBOX_NEXT_WAIT_MS: nothing is read from the listener or parsed meanwhile; the loop
+ * takes the exchange from wherever it is.
+ */
+static void sandbox_next_out(struct telkin *t)
+{
+	int64_t until = now_ms() + SANDBOX_NEXT_WAIT_MS, now;
+
+	while ((t->api.state == HC_CONNECTING || t->api.state == HC_SENDING) &&
+	       (now = now_ms()) < until) {
+		struct pollfd pfd = { .fd = t->api.fd, .events = hc_poll_events(&t->api) };
+		int rc = poll(&pfd, 1, (int)(until - now));
+		if (rc < 0 && errno != EINTR)
+			return;
+		hc_step(&t->api, rc > 0 ? pfd.revents : 0, now_ms());
+	}
+}
+
+/*
+ * Once start-up is done and the first /event/next is out (lifecycle_start; under SnapStart and
+ * provisioned concurrency, none is yet): the limits and the filter, unless TELKIN_SANDBOX=0. A
+ * filter the kernel refuses (qemu-user answers EINVAL; a kernel without seccomp) leaves telkin
+ * running unfiltered, said once and in the exit summary.
+ */
+static void sandbox_apply(struct telkin *t)
+{
+	if (!g_sandbox.wanted) {
 		g_sandbox.state = "off";
 		log_msg(LOG_WARN, "TELKIN_SANDBOX=0: running without the seccomp filter and limits");
-		return 0;
+		return;
 	}
+	sandbox_next_out(t);
 	sandbox_limits(t);
 	if (sandbox_filter_install() < 0) {
 		g_sandbox.state = "refused";
@@ -4245,7 +4280,6 @@ static int sandbox_apply(struct telkin *t, char *err, size_t errcap)
 #ifdef TELKIN_TEST_ESCAPE
 	sandbox_escape_attempts();
 #endif
-	return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -4470,7 +4504,7 @@ static int telkin_init(struct telkin *t, const char *argv0)
 		api_report_error(t, API_INIT_ERROR, "Extension.SubscribeFailed", err);
 		return -1;
 	}
-	if (sandbox_apply(t, err, sizeof(err))) {
+	if (sandbox_config(err, sizeof(err))) {
 		api_report_error(t, API_INIT_ERROR, "Extension.ConfigInvalid", err);
 		return -1;
 	}
@@ -4504,6 +4538,7 @@ int main(int argc, char **argv)
 	if (telkin_init(&g_telkin, argv[0]) < 0)
 		return 1;
 	lifecycle_start(&g_telkin);
+	sandbox_apply(&g_telkin);
 	/* Said after the first /event/next is out: the line is not on the cold-start path. */
 	log_msg(LOG_INFO, "%s: shipping %s%s%sto stream %s via %s:%s (%s)",
 	        mode_name(g_telkin.mode),
