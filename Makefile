@@ -182,8 +182,8 @@ clang-check: $(BUILD)/host/libbearssl.a $(ANCHORS)
 
 # Every stage runs, even after a failure, so that one run shows everything that is wrong.
 TEST_STAGES := all arm64 clang-check unit-test asan-test hardening-test sim-test e2e-test \
-               prod-test hostile-test sandbox-test e2e-asan-test valgrind-test layer-test \
-               arm64-test infra-test fuzz-smoke
+               prod-test hostile-test e2e-asan-test valgrind-test layer-test arm64-test \
+               infra-test fuzz-smoke
 test: deps deps-arm64
 	@passed=0; failed=0; failures=""; for stage in $(TEST_STAGES); do \
 	  echo "=== make $$stage"; \

@@ -180,6 +180,9 @@ $(TELKIN_ESCAPE_BIN): $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/x86_64/libbearssl.a
 	  $(call BEARSSL_INC,x86_64) -I$(BUILD) $(TELKIN_SRCS) -o $@ $(LDFLAGS_STATIC) \
 	  $(BUILD)/x86_64/libbearssl.a
 
+# A stage of make test (appended here, after the Makefile's list).
+TEST_STAGES += sandbox-test
+
 .PHONY: sandbox-test
 sandbox-test: $(BUILD)/telkin $(TELKIN_ESCAPE_BIN) tests-npm
 	cd $(TESTS_DIR) && TELKIN_BIN=$(TELKIN_BIN) TELKIN_ESCAPE_BIN=$(abspath $(TELKIN_ESCAPE_BIN)) \
