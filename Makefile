@@ -218,6 +218,7 @@ bench: deps $(BENCH_DRIVERS) $(BENCH_EXTRA)
 
 clean:
 	rm -rf $(BUILD)/x86_64/telkin $(BUILD)/arm64/telkin $(BUILD)/host/telkin_test* $(BUILD)/telkin \
+	  $(BUILD)/escape \
 	  $(BUILD)/arm64host/telkin_test $(BUILD)/telkin-layer-*.zip $(BUILD)/cdk.out
 
 distclean:

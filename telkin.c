@@ -33,10 +33,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <sys/ucontext.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -3808,6 +3811,9 @@ static void api_next(struct telkin *t)
 /* ------------------------------------------------------------------------------------------ */
 /* Lifecycle.                                                                                  */
 
+static const char *sandbox_state(void);
+static unsigned long long sandbox_denied(void);
+
 static void print_summary(const struct telkin *t)
 {
 	const struct stats *s = &t->stats;
@@ -3815,7 +3821,8 @@ static void print_summary(const struct telkin *t)
 	        "shipped %llu (%llu bytes) in %llu records and %llu PutRecords calls (%llu failed), "
 	        "retried %llu (throttled %llu), refused %llu; dropped platform %llu function %llu extension %llu; "
 	        "batches rejected %llu; queue high-water %zu bytes; connections %llu "
-	        "(TLS handshakes %llu); lost at exit %llu (unanswered %llu)",
+	        "(TLS handshakes %llu); lost at exit %llu (unanswered %llu); sandbox %s, "
+	        "system calls denied %llu",
 	        (unsigned long long)s->events_received, (unsigned long long)s->events_queued,
 	        (unsigned long long)s->events_filtered, (unsigned long long)s->events_truncated,
 	        (unsigned long long)s->events_shipped, (unsigned long long)s->bytes_shipped,
@@ -3827,7 +3834,7 @@ static void print_summary(const struct telkin *t)
 	        (unsigned long long)s->dropped_records[2], (unsigned long long)s->batches_rejected,
 	        t->q.high_water, (unsigned long long)t->kin.connects,
 	        (unsigned long long)t->kin.handshakes, (unsigned long long)s->lost_at_exit,
-	        (unsigned long long)s->lost_unanswered);
+	        (unsigned long long)s->lost_unanswered, sandbox_state(), sandbox_denied());
 }
 
 /* Telemetry silence that ends SHUTDOWN early: two buffering periods and some slack. */
@@ -4235,6 +4242,494 @@ static void run(struct telkin *t)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Least privilege. Once start-up is done (configuration read, trust anchors loaded, listener   */
+/* bound, registered and subscribed; the first /event/next out), before the loop reads a byte, */
+/* telkin gives up what its loop never needs: resource                                          */
+/* limits, then PR_SET_NO_NEW_PRIVS and a seccomp filter allowing exactly the loop's system     */
+/* calls. A parser bug can then not become a shell, a child process, a file written, a listening */
+/* TCP port or a signal to another process. A refused call fails with EPERM, which every caller */
+/* already handles: it never kills (on Managed Instances a dead extension takes the whole        */
+/* environment down). What the filter cannot see (paths, addresses) is listed in SECURITY.md.    */
+
+/*
+ * Constants of the kernel's uapi headers (musl-gcc sees no kernel headers), with their source.
+ * include/uapi/linux/bpf_common.h, classic BPF opcodes:
+ */
+#define SB_LD_ABS     0x20                 /* BPF_LD | BPF_W | BPF_ABS */
+#define SB_JEQ        0x15                 /* BPF_JMP | BPF_JEQ | BPF_K */
+#define SB_JGT        0x25                 /* BPF_JMP | BPF_JGT | BPF_K */
+#define SB_JGE        0x35                 /* BPF_JMP | BPF_JGE | BPF_K */
+#define SB_JSET       0x45                 /* BPF_JMP | BPF_JSET | BPF_K */
+#define SB_AND        0x54                 /* BPF_ALU | BPF_AND | BPF_K */
+#define SB_RET        0x06                 /* BPF_RET | BPF_K */
+/* include/uapi/linux/seccomp.h */
+#define SB_MODE_FILTER 2                   /* SECCOMP_MODE_FILTER */
+#define SB_RET_ALLOW  0x7fff0000u          /* SECCOMP_RET_ALLOW */
+#define SB_RET_TRAP   0x00030000u          /* SECCOMP_RET_TRAP; the low 16 bits reach si_errno */
+#define SB_OFF_NR     0                    /* struct seccomp_data: int nr */
+#define SB_OFF_ARCH   4                    /* __u32 arch */
+#define SB_OFF_ARG(i) (16 + 8 * (i))       /* __u64 args[6]: the low 32 bits (little-endian) */
+/* include/uapi/linux/audit.h: EM_X86_64 / EM_AARCH64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE */
+#define SB_AUDIT_ARCH_X86_64  0xc000003eu
+#define SB_AUDIT_ARCH_AARCH64 0xc00000b7u
+/* arch/x86/include/uapi/asm/unistd.h: __X32_SYSCALL_BIT, the x32 ABI's system calls */
+#define SB_X32_SYSCALL_BIT    0x40000000u
+/*
+ * Argument values, the same on x86_64 and arm64. include/uapi/asm-generic/fcntl.h: an open that
+ * could write or create (O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND), O_PATH and __O_TMPFILE;
+ * F_GETFD..F_SETFL. asm-generic/mman-common.h: PROT_EXEC. include/linux/socket.h: AF_INET,
+ * AF_INET6. include/linux/net.h: SOCK_STREAM, SOCK_DGRAM, SOCK_TYPE_MASK; SOCK_NONBLOCK and
+ * SOCK_CLOEXEC are O_NONBLOCK and O_CLOEXEC.
+ */
+#define SB_OPEN_REFUSED  (01u | 02u | 0100u | 01000u | 02000u | 010000000u | 020000000u)
+#define SB_F_GETFD       1
+#define SB_F_SETFL       4
+#define SB_PROT_EXEC     0x4u
+#define SB_AF_INET       2
+#define SB_AF_INET6      10
+#define SB_SOCK_STREAM   1
+#define SB_SOCK_DGRAM    2
+#define SB_SOCK_TYPE_MASK 0xfu
+#define SB_SOCK_FLAGS    (04000u | 02000000u)
+
+struct sb_insn {                           /* struct sock_filter */
+	uint16_t code;
+	uint8_t jt, jf;
+	uint32_t k;
+};
+
+struct sb_prog {                           /* struct sock_fprog */
+	unsigned short len;
+	struct sb_insn *filter;
+};
+
+/* System calls allowed only with some arguments: the check, and which argument it reads. */
+enum sb_check { SB_OPEN_READ_ONLY, SB_NO_EXEC, SB_SOCKET_INET, SB_FCNTL_FLAGS };
+static const uint8_t SB_CHECK_LEN[] = { 2, 2, 8, 3 };   /* instructions of each, below */
+
+struct sb_checked {
+	uint16_t nr;
+	uint8_t check;                         /* enum sb_check */
+	uint8_t arg;
+};
+
+#define SB_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+struct sandbox_arch {
+	const char *name;
+	uint32_t audit_arch;
+	uint32_t refused_bits;                 /* a number with any of these: refused (x32) */
+	const uint16_t *allowed;               /* whatever the arguments */
+	size_t n_allowed;
+	const struct sb_checked *checked;
+	size_t n_checked;
+};
+
+/*
+ * What the loop calls, from musl's sources and `strace -f` of the test suites (SECURITY.md):
+ * sockets and their I/O (Extensions API, listener, Kinesis, the credentials provider), the
+ * credentials token file (read at each fetch), musl's resolver for the Kinesis host at each
+ * connect (/etc/hosts, resolv.conf, a UDP socket it binds to port 0 and sends from, and a
+ * connected UDP socket per address to sort them: RFC 6724), malloc inside getaddrinfo and
+ * fopen (brk, mmap, munmap, madvise), clocks and sleeps, getrandom (SnapStart restore), exit, and
+ * rt_sigreturn / restart_syscall, which the kernel's signal and restart paths use.
+ * Each build holds its own architecture's table; the unit tests hold both.
+ * x86_64: arch/x86/entry/syscalls/syscall_64.tbl.
+ */
+#if defined(__x86_64__) || defined(TELKIN_TEST)
+static const uint16_t SB_X86_64_ALLOWED[] = {
+	0 /* read */, 1 /* write */, 3 /* close */, 7 /* poll */, 8 /* lseek */, 11 /* munmap */,
+	12 /* brk */, 15 /* rt_sigreturn */, 19 /* readv */, 20 /* writev */, 28 /* madvise */,
+	35 /* nanosleep */, 42 /* connect */, 43 /* accept */, 44 /* sendto */, 45 /* recvfrom */,
+	48 /* shutdown */, 49 /* bind */, 51 /* getsockname */, 54 /* setsockopt */,
+	55 /* getsockopt */, 60 /* exit */, 219 /* restart_syscall */, 228 /* clock_gettime */,
+	230 /* clock_nanosleep */, 231 /* exit_group */, 288 /* accept4 */, 318 /* getrandom */,
+};
+static const struct sb_checked SB_X86_64_CHECKED[] = {
+	{ 2 /* open */, SB_OPEN_READ_ONLY, 1 }, { 257 /* openat */, SB_OPEN_READ_ONLY, 2 },
+	{ 9 /* mmap */, SB_NO_EXEC, 2 }, { 10 /* mprotect */, SB_NO_EXEC, 2 },
+	{ 41 /* socket */, SB_SOCKET_INET, 0 }, { 72 /* fcntl */, SB_FCNTL_FLAGS, 1 },
+};
+static const struct sandbox_arch SANDBOX_X86_64 = {
+	"x86_64", SB_AUDIT_ARCH_X86_64, SB_X32_SYSCALL_BIT,
+	SB_X86_64_ALLOWED, SB_COUNT(SB_X86_64_ALLOWED), SB_X86_64_CHECKED, SB_COUNT(SB_X86_64_CHECKED),
+};
+#endif
+/* arm64: include/uapi/asm-generic/unistd.h (no open, poll or fork: openat, ppoll, clone). */
+#if defined(__aarch64__) || defined(TELKIN_TEST)
+static const uint16_t SB_AARCH64_ALLOWED[] = {
+	57 /* close */, 62 /* lseek */, 63 /* read */, 64 /* write */, 65 /* readv */,
+	66 /* writev */, 73 /* ppoll */, 93 /* exit */, 94 /* exit_group */, 101 /* nanosleep */,
+	113 /* clock_gettime */, 115 /* clock_nanosleep */, 128 /* restart_syscall */,
+	139 /* rt_sigreturn */, 200 /* bind */, 202 /* accept */, 203 /* connect */,
+	204 /* getsockname */, 206 /* sendto */, 207 /* recvfrom */, 208 /* setsockopt */,
+	209 /* getsockopt */, 210 /* shutdown */, 214 /* brk */, 215 /* munmap */, 233 /* madvise */,
+	242 /* accept4 */, 278 /* getrandom */,
+};
+static const struct sb_checked SB_AARCH64_CHECKED[] = {
+	{ 56 /* openat */, SB_OPEN_READ_ONLY, 2 }, { 222 /* mmap */, SB_NO_EXEC, 2 },
+	{ 226 /* mprotect */, SB_NO_EXEC, 2 }, { 198 /* socket */, SB_SOCKET_INET, 0 },
+	{ 25 /* fcntl */, SB_FCNTL_FLAGS, 1 },
+};
+static const struct sandbox_arch SANDBOX_AARCH64 = {
+	"arm64", SB_AUDIT_ARCH_AARCH64, 0,
+	SB_AARCH64_ALLOWED, SB_COUNT(SB_AARCH64_ALLOWED), SB_AARCH64_CHECKED,
+	SB_COUNT(SB_AARCH64_CHECKED),
+};
+#endif
+
+#if defined(__x86_64__)
+#define SANDBOX_NATIVE (&SANDBOX_X86_64)
+#elif defined(__aarch64__)
+#define SANDBOX_NATIVE (&SANDBOX_AARCH64)
+#endif
+
+/* Instructions in a filter: both architectures' fit with room (jump offsets are 8-bit). */
+#define SB_FILTER_MAX 128
+
+/*
+ * The filter for an architecture into f[cap]: its length, or 0 when it does not fit. Another
+ * architecture's calls (i386's int 0x80 on x86_64) and x32's are refused, not allowed; the
+ * syscall number is then compared with each allowed one; a checked one runs its argument check.
+ * Every jump goes forward to the next test, to ALLOW (the last but one) or to DENY (the last).
+ */
+static size_t sandbox_filter(const struct sandbox_arch *a, struct sb_insn *f, size_t cap)
+{
+	size_t total = 3 + (a->refused_bits != 0) + a->n_allowed + 3, n = 0, allow, deny, i;
+
+	for (i = 0; i < a->n_checked; i++)
+		total += 1 + SB_CHECK_LEN[a->checked[i].check];
+	if (total > cap || total > SB_FILTER_MAX)
+		return 0;
+	allow = total - 2;
+	deny = total - 1;
+#define EMIT(c, t, f_, k_) (f[n] = (struct sb_insn){ (c), (uint8_t)(t), (uint8_t)(f_), (k_) }, n++)
+#define TO(x) ((x) - n - 1)
+	EMIT(SB_LD_ABS, 0, 0, SB_OFF_ARCH);
+	EMIT(SB_JEQ, 0, TO(deny), a->audit_arch);
+	EMIT(SB_LD_ABS, 0, 0, SB_OFF_NR);
+	if (a->refused_bits)
+		EMIT(SB_JSET, TO(deny), 0, a->refused_bits);
+	for (i = 0; i < a->n_allowed; i++)
+		EMIT(SB_JEQ, TO(allow), 0, a->allowed[i]);
+	for (i = 0; i < a->n_checked; i++) {
+		const struct sb_checked *c = &a->checked[i];
+		EMIT(SB_JEQ, 0, SB_CHECK_LEN[c->check], c->nr);   /* not this one: skip its check */
+		EMIT(SB_LD_ABS, 0, 0, SB_OFF_ARG(c->arg));
+		switch (c->check) {
+		case SB_OPEN_READ_ONLY:
+			EMIT(SB_JSET, TO(deny), TO(allow), SB_OPEN_REFUSED);
+			break;
+		case SB_NO_EXEC:
+			EMIT(SB_JSET, TO(deny), TO(allow), SB_PROT_EXEC);
+			break;
+		case SB_FCNTL_FLAGS:                   /* F_GETFD, F_SETFD, F_GETFL, F_SETFL */
+			EMIT(SB_JGE, 0, TO(deny), SB_F_GETFD);
+			EMIT(SB_JGT, TO(deny), TO(allow), SB_F_SETFL);
+			break;
+		default:                               /* SB_SOCKET_INET: TCP or UDP over IP */
+			EMIT(SB_JEQ, 1, 0, SB_AF_INET);
+			EMIT(SB_JEQ, 0, TO(deny), SB_AF_INET6);
+			EMIT(SB_LD_ABS, 0, 0, SB_OFF_ARG(c->arg + 1));
+			EMIT(SB_JSET, TO(deny), 0, ~(SB_SOCK_TYPE_MASK | SB_SOCK_FLAGS));
+			EMIT(SB_AND, 0, 0, SB_SOCK_TYPE_MASK);
+			EMIT(SB_JEQ, TO(allow), 0, SB_SOCK_STREAM);
+			EMIT(SB_JEQ, TO(allow), TO(deny), SB_SOCK_DGRAM);
+			break;
+		}
+	}
+	EMIT(SB_RET, 0, 0, SB_RET_TRAP | EPERM);            /* none of the above */
+	EMIT(SB_RET, 0, 0, SB_RET_ALLOW);
+	EMIT(SB_RET, 0, 0, SB_RET_TRAP | EPERM);
+#undef TO
+#undef EMIT
+	return n;
+}
+
+/*
+ * Descriptors the loop may hold at once, what RLIMIT_NOFILE becomes: stdin, stdout, stderr; the
+ * listener; its LISTEN_MAX_CONNS connections and the one accepted before a slot is freed for it
+ * (or it is answered 503); the Extensions API and Kinesis clients; a container credentials
+ * fetch's client and its token file; an error report's own client (api_report_error); the
+ * resolver's one at a time (/etc/hosts or resolv.conf, then its UDP socket). Descriptors
+ * inherited from whoever started telkin are added to it when it applies.
+ */
+#define SANDBOX_FDS_MAX (3 + 1 + LISTEN_MAX_CONNS + 1 + 2 + 2 + 1 + 1)
+
+/* How long the first /event/next may take to go out before the filter goes on regardless. */
+#define SANDBOX_NEXT_WAIT_MS 100
+
+/* Distinct refused system calls logged; further ones are only counted. */
+#define SANDBOX_LOGGED_MAX 16
+
+/*
+ * The sandbox's state. A global, unlike the rest of the process state, because the SIGSYS
+ * handler writes it and a handler cannot be given the process struct.
+ */
+static struct {
+	int wanted;                            /* TELKIN_SANDBOX=1 */
+	const char *state;                     /* "off", "on", "refused" (the kernel said no) */
+	volatile sig_atomic_t denied;          /* calls refused */
+	volatile sig_atomic_t n_logged;
+	int logged[SANDBOX_LOGGED_MAX];        /* their numbers */
+} g_sandbox = { 1, "off", 0, 0, { 0 } };
+
+static const char *sandbox_state(void)
+{
+	return g_sandbox.state;
+}
+
+static unsigned long long sandbox_denied(void)
+{
+	return (unsigned long long)g_sandbox.denied;
+}
+
+/* Decimal of v at p; the end. Async-signal-safe (the handler cannot use snprintf). */
+static char *sb_put_uint(char *p, unsigned long v)
+{
+	char d[24];
+	int n = 0;
+	do
+		d[n++] = (char)('0' + v % 10);
+	while ((v /= 10) && n < (int)sizeof(d));
+	while (n)
+		*p++ = d[--n];
+	return p;
+}
+
+/*
+ * SIGSYS from the filter (SECCOMP_RET_TRAP): the call was not made. Make it return -EPERM (the
+ * errno the filter put in si_errno), count it and log each new number once. Only write() here.
+ * RET_TRAP rather than RET_ERRNO, which would be silent: this is how a refusal is known.
+ */
+static void sandbox_sigsys(int sig, siginfo_t *si, void *ctx)
+{
+	ucontext_t *uc = ctx;
+	long ret = -(long)(si->si_errno ? si->si_errno : EPERM);
+	int saved = errno, i, n = g_sandbox.n_logged;
+	static const char head[] = "[telkin] error: sandbox: system call ";
+	static const char tail[] = " refused (EPERM); further refusals of it are only counted\n";
+	char line[sizeof(head) + sizeof(tail) + 24], *p;
+
+	(void)sig;
+	if (si->si_code != 1) /* SYS_SECCOMP: else sent by a process, not the filter: ignored */
+		return;
+#if defined(__x86_64__)
+	uc->uc_mcontext.gregs[13] = ret;       /* REG_RAX (glibc hides the name without _GNU_SOURCE) */
+#elif defined(__aarch64__)
+	uc->uc_mcontext.regs[0] = (unsigned long)ret;
+#else
+	(void)uc;
+	(void)ret;
+#endif
+	g_sandbox.denied++;
+	for (i = 0; i < n && g_sandbox.logged[i] != si->si_syscall; i++)
+		;
+	if (i == n && n < SANDBOX_LOGGED_MAX) {
+		g_sandbox.logged[n] = si->si_syscall;
+		g_sandbox.n_logged = n + 1;
+		memcpy(line, head, sizeof(head) - 1);
+		p = sb_put_uint(line + sizeof(head) - 1, (unsigned long)(unsigned)si->si_syscall);
+		memcpy(p, tail, sizeof(tail) - 1);
+		p += sizeof(tail) - 1;
+		if (write(STDERR_FILENO, line, (size_t)(p - line)) < 0) {
+			/* stderr is gone: the refusal is still counted */
+		}
+	}
+	errno = saved;
+}
+
+/*
+ * Resource limits, before the filter (they hold under qemu too, where the filter is refused):
+ * no core dump (it would hold the credentials), no new process (RLIMIT_NPROC 0; root is exempt,
+ * the filter is not), and no more descriptors than the loop holds (SANDBOX_FDS_MAX, plus any
+ * inherited ones that sit below it). RLIMIT_FSIZE is left alone: with stderr redirected to a
+ * file, the first log line would raise SIGXFSZ, which kills.
+ */
+static void sandbox_limits(const struct telkin *t)
+{
+	struct rlimit none = { 0, 0 }, files;
+	rlim_t fds = SANDBOX_FDS_MAX;
+
+	if (setrlimit(RLIMIT_CORE, &none) < 0 || setrlimit(RLIMIT_NPROC, &none) < 0)
+		log_msg(LOG_WARN, "sandbox: setrlimit: %s", strerror(errno));
+	for (int fd = STDERR_FILENO + 1; fd < (int)fds; fd++)
+		if (fd != t->listen_fd && fd != t->api.fd && fd != t->kin.fd && fcntl(fd, F_GETFD) >= 0)
+			fds++;
+	if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_max > fds) {
+		files.rlim_cur = files.rlim_max = fds;
+		if (setrlimit(RLIMIT_NOFILE, &files) < 0)
+			log_msg(LOG_WARN, "sandbox: RLIMIT_NOFILE: %s", strerror(errno));
+	}
+}
+
+/* The SIGSYS handler, then no new privileges and the filter. 0, or -1 (errno set). */
+static int sandbox_filter_install(void)
+{
+#ifdef SANDBOX_NATIVE
+	struct sb_insn f[SB_FILTER_MAX];
+	struct sb_prog prog = { 0, f };
+	struct sigaction sa;
+	sigset_t sys;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = sandbox_sigsys;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&sys);
+	sigaddset(&sys, SIGSYS);
+	prog.len = (unsigned short)sandbox_filter(SANDBOX_NATIVE, f, SB_FILTER_MAX);
+	if (!prog.len) {
+		errno = E2BIG;
+		return -1;
+	}
+	/* A blocked SIGSYS would make the kernel kill at the first refusal: unblock it. */
+	if (sigaction(SIGSYS, &sa, NULL) < 0 || sigprocmask(SIG_UNBLOCK, &sys, NULL) < 0 ||
+	    prctl(PR_SET_NO_NEW_PRIVS, 1UL, 0UL, 0UL, 0UL) < 0 ||
+	    prctl(PR_SET_SECCOMP, (unsigned long)SB_MODE_FILTER, (unsigned long)&prog, 0UL, 0UL) < 0)
+		return -1;
+	return 0;
+#else
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+#ifdef TELKIN_TEST_ESCAPE
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+/*
+ * Test builds only (make sandbox-test; never the shipped binary): what injected code would try
+ * first, once the sandbox is on. TELKIN_TEST_ESCAPE names a directory for the files an allowed
+ * attempt would leave behind. Each attempt's outcome is logged for the test to read.
+ */
+static void sandbox_escape_report(const char *what, int refused)
+{
+	log_msg(LOG_INFO, "escape test: %s: %s", what, refused ? strerror(errno) : "ALLOWED");
+}
+
+static void sandbox_escape_attempts(void)
+{
+	const char *dir = getenv("TELKIN_TEST_ESCAPE");
+	char written[200], cmd[240];
+	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	struct sockaddr_in sa;
+	void *m;
+	int fd, rc;
+	pid_t pid;
+
+	if (!dir)
+		return;
+	snprintf(written, sizeof(written), "%s/written", dir);
+	snprintf(cmd, sizeof(cmd), "echo escaped > %s/exec", dir);
+	execve(argv[0], argv, NULL);
+	sandbox_escape_report("execve /bin/sh", 1);
+	pid = fork();
+	if (pid == 0)
+		_exit(0);
+	sandbox_escape_report("fork", pid < 0);
+	rc = (int)syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, 0UL, 0UL, 0UL);
+	if (rc == 0)
+		_exit(0);
+	sandbox_escape_report("clone", rc < 0);
+	fd = open(written, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	sandbox_escape_report("open for writing", fd < 0);
+	if (fd >= 0)
+		close(fd);
+	fd = open(written, O_RDONLY | O_CREAT, 0600);
+	sandbox_escape_report("open read-only with O_CREAT", fd < 0);
+	if (fd >= 0)
+		close(fd);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	rc = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	rc = rc < 0 ? -1 : listen(fd, 1);
+	sandbox_escape_report("listening TCP socket", rc < 0);
+	if (fd >= 0)
+		close(fd);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	sandbox_escape_report("AF_UNIX socket", fd < 0);
+	if (fd >= 0)
+		close(fd);
+	m = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	sandbox_escape_report("executable mapping", m == MAP_FAILED);
+	rc = (int)syscall(SYS_kill, 1L, 0L);
+	sandbox_escape_report("kill", rc < 0);
+	rc = (int)syscall(SYS_ptrace, 16L /* PTRACE_ATTACH */, 1L, 0L, 0L);
+	sandbox_escape_report("ptrace", rc < 0);
+	/* Still possible by design (SECURITY.md): reading a file. */
+	fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+	sandbox_escape_report("open read-only /proc/self/environ", fd < 0);
+	if (fd >= 0)
+		close(fd);
+}
+#endif
+
+/* TELKIN_SANDBOX, read with the configuration: 0, or -1 with err (not 0 or 1). */
+static int sandbox_config(char *err, size_t errcap)
+{
+	const char *v = env_or("TELKIN_SANDBOX", "1");
+
+	if (strcmp(v, "0") && strcmp(v, "1")) {
+		snprintf(err, errcap, "TELKIN_SANDBOX=%.32s: expected 1 (on) or 0 (off)", v);
+		return -1;
+	}
+	g_sandbox.wanted = v[0] == '1';
+	return 0;
+}
+
+/*
+ * Put the first /event/next on the wire before the filter goes on. The kernel takes 0.1-0.3 ms to
+ * install a filter (it compiles it and precomputes its answers), which would otherwise be added
+ * to every cold start (exec to the first /event/next). Only the API connection is stepped, for at
+ * most SANDBOX_NEXT_WAIT_MS: nothing is read from the listener or parsed meanwhile; the loop
+ * takes the exchange from wherever it is.
+ */
+static void sandbox_next_out(struct telkin *t)
+{
+	int64_t until = now_ms() + SANDBOX_NEXT_WAIT_MS, now;
+
+	while ((t->api.state == HC_CONNECTING || t->api.state == HC_SENDING) &&
+	       (now = now_ms()) < until) {
+		struct pollfd pfd = { .fd = t->api.fd, .events = hc_poll_events(&t->api) };
+		int rc = poll(&pfd, 1, (int)(until - now));
+		if (rc < 0 && errno != EINTR)
+			return;
+		hc_step(&t->api, rc > 0 ? pfd.revents : 0, now_ms());
+	}
+}
+
+/*
+ * Once start-up is done and the first /event/next is out (lifecycle_start; under SnapStart and
+ * provisioned concurrency, none is yet): the limits and the filter, unless TELKIN_SANDBOX=0. A
+ * filter the kernel refuses (qemu-user answers EINVAL; a kernel without seccomp) leaves telkin
+ * running unfiltered, said once and in the exit summary.
+ */
+static void sandbox_apply(struct telkin *t)
+{
+	if (!g_sandbox.wanted) {
+		g_sandbox.state = "off";
+		log_msg(LOG_WARN, "TELKIN_SANDBOX=0: running without the seccomp filter and limits");
+		return;
+	}
+	sandbox_next_out(t);
+	sandbox_limits(t);
+	if (sandbox_filter_install() < 0) {
+		g_sandbox.state = "refused";
+		log_msg(LOG_WARN, "sandbox: the kernel refused the seccomp filter (%s): running "
+		        "without it", strerror(errno));
+	} else {
+		g_sandbox.state = "on";
+	}
+#ifdef TELKIN_TEST_ESCAPE
+	sandbox_escape_attempts();
+#endif
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Start-up.                                                                                   */
 
 /* "function":"..","version":"..","region":"..","sandbox":".."} appended to every record. */
@@ -4456,6 +4951,10 @@ static int telkin_init(struct telkin *t, const char *argv0)
 		api_report_error(t, API_INIT_ERROR, "Extension.SubscribeFailed", err);
 		return -1;
 	}
+	if (sandbox_config(err, sizeof(err))) {
+		api_report_error(t, API_INIT_ERROR, "Extension.ConfigInvalid", err);
+		return -1;
+	}
 	t->last_telemetry = t->metrics_at = now_ms();
 	return 0;
 }
@@ -4486,6 +4985,7 @@ int main(int argc, char **argv)
 	if (telkin_init(&g_telkin, argv[0]) < 0)
 		return 1;
 	lifecycle_start(&g_telkin);
+	sandbox_apply(&g_telkin);
 	/* Said after the first /event/next is out: the line is not on the cold-start path. */
 	log_msg(LOG_INFO, "%s: shipping %s%s%sto stream %s via %s:%s (%s)",
 	        mode_name(g_telkin.mode),

@@ -15,6 +15,7 @@
 #include "tests/unit_telkin.c"
 #include "tests/unit_modes.c"
 #include "tests/unit_regress.c"
+#include "tests/unit_sandbox.c"
 
 int main(void)
 {
@@ -36,5 +37,6 @@ int main(void)
 	failed += cmocka_run_group_tests_name("telkin", telkin_tests, NULL, NULL);
 	failed += cmocka_run_group_tests_name("modes", modes_tests, NULL, NULL);
 	failed += cmocka_run_group_tests_name("regress", regress_tests, NULL, NULL);
+	failed += cmocka_run_group_tests_name("sandbox", sandbox_tests, NULL, NULL);
 	return failed ? 1 : 0;
 }
