@@ -34,6 +34,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -74,9 +75,16 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
 #define TELEMETRY_TIMEOUT_MAX      30000
 
 /* Listener bounds. A batch can exceed maxBytes by its JSON framing, hence 2x plus slack. */
-#define LISTEN_HEAD_MAX            8192            /* request line + headers */
+#define LISTEN_HEAD_MAX            8192            /* request line + headers; each slot's buffer */
 #define LISTEN_BODY_SLACK          (64u << 10)
-#define LISTEN_MAX_CONNS           4               /* Lambda uses one; room for a retry */
+#define LISTEN_SLOTS_MAX           2048            /* connections: 1000+ hostile ones and Lambda's */
+#define LISTEN_SLOTS_MIN           8               /* when RLIMIT_NOFILE leaves less */
+#define LISTEN_FD_RESERVE          32              /* descriptors left for all but the slots */
+#define LISTEN_BODY_BUFS           4               /* large buffers lent to requests with a body */
+#define LISTEN_BACKLOG             4096            /* a burst of connects must not lose a SYN */
+#define LISTEN_BODY_STALL_MS       20              /* a borrower silent this long can lose its buffer */
+#define LISTEN_EVICT_GRACE_MS      100             /* a new connection's time to send its head */
+#define LISTEN_LOG_REJECTS         20              /* rejections logged as warnings; then debug */
 #define LISTEN_SLOW_REQUEST_MS     10000           /* a started request must finish within this */
 #define LISTEN_DRAIN_MS            1000            /* after an error reply, read and discard */
 #define LISTEN_MAX_EVENTS          TELEMETRY_ITEMS_MAX /* events per batch, the API's maxItems cap */
@@ -1887,10 +1895,16 @@ enum phase {
 
 struct listen_conn {
 	int fd;                   /* -1: free slot */
-	char *buf;                /* head + body, LISTEN_HEAD_MAX + body_limit bytes */
+	char *head;               /* the slot's own LISTEN_HEAD_MAX bytes */
+	char *buf;                /* head, or the lent body buffer (LISTEN_HEAD_MAX + body_limit) */
+	size_t cap;               /* of buf */
 	size_t len;
+	int body;                 /* index of the lent body buffer; -1: none */
+	int64_t accepted;
 	int64_t request_started;  /* first byte of the current request; 0 between requests */
-	int64_t last_used;        /* eviction order when every slot is taken */
+	int64_t last_used;        /* last byte read: eviction order, stalled borrowers */
+	int head_done;            /* a valid head arrived: a request in progress, never evicted */
+	int waiting;              /* needs a body buffer; not read until one is free */
 	int continue_sent;
 	int draining;             /* replied and half-closed: discard input until EOF or timeout */
 	int served;               /* a request was answered on it (a client's keep-alive connection) */
@@ -1917,6 +1931,9 @@ struct stats {
 	uint64_t lost_at_exit;
 	uint64_t api_failures;        /* /event/next failures survived (Managed Instances) */
 	uint64_t restores;            /* SnapStart restores (0 or 1 in one process) */
+	uint64_t listener_evictions;  /* connections closed to make room for a new one */
+	uint64_t platform_logs_dropped;   /* platform.logsDropped events received */
+	uint64_t platform_dropped_records; /* the records they say the platform dropped */
 };
 
 /*
@@ -1957,7 +1974,13 @@ struct telkin {
 	/* Listener -> tokenizer. */
 	int listen_fd;
 	size_t body_limit;
-	struct listen_conn conns[LISTEN_MAX_CONNS];
+	struct listen_conn *conns;             /* n_conns slots (listener_slots) */
+	size_t n_conns;
+	char *listen_heads;                    /* n_conns x LISTEN_HEAD_MAX */
+	char *body_bufs[LISTEN_BODY_BUFS];     /* LISTEN_HEAD_MAX + body_limit each */
+	struct listen_conn *body_owner[LISTEN_BODY_BUFS];
+	size_t n_waiting;                      /* connections waiting for a body buffer */
+	struct pollfd *pfd;                    /* 3 + n_conns */
 	struct json_token *batch_toks;         /* LISTEN_MAX_EVENTS + 1 */
 	struct json_token event_toks[EVENT_MAX_TOKENS];
 
@@ -2197,6 +2220,24 @@ static int event_forwarded(const struct config *c, const char *ev, const struct 
 	return 1;
 }
 
+/*
+ * platform.logsDropped: the platform could not deliver telemetry (to telkin, or anywhere). It is
+ * forwarded like any platform event; counted here so the exit summary and the EMF line show it.
+ */
+static void count_logs_dropped(struct telkin *t, const char *ev, const struct json_token *tk,
+                               int n)
+{
+	int rec = n > 0 ? json_object_get(ev, tk, 0, "record") : -1;
+	int i = rec >= 0 && tk[rec].type == JSON_OBJECT ?
+	        json_object_get(ev, tk, rec, "droppedRecords") : -1;
+	int64_t v;
+
+	t->stats.platform_logs_dropped++;
+	if (i >= 0 && json_int64(ev, &tk[i], &v) == 0 && v > 0)
+		t->stats.platform_dropped_records += (uint64_t)v;
+	log_msg(LOG_WARN, "the platform reports dropped telemetry (platform.logsDropped)");
+}
+
 /* One event object (ev[0..len), already validated) into the queue, or counted as dropped. */
 static void ingest_event(struct telkin *t, const char *ev, size_t len)
 {
@@ -2238,6 +2279,8 @@ static void ingest_event(struct telkin *t, const char *ev, size_t len)
 	/* telkin's own needs: the end of the runtime's init, and of the invocation held open. */
 	if (type && json_string_eq(ev, type, "platform.initRuntimeDone"))
 		t->init_runtime_done = 1;
+	if (type && json_string_eq(ev, type, "platform.logsDropped"))
+		count_logs_dropped(t, ev, tk, n);
 	if (type && rid && json_string_eq(ev, type, "platform.runtimeDone") &&
 	    usable_key(ev + rid->start, rid->end - rid->start)) {
 		memcpy(t->runtime_done_id, ev + rid->start, rid->end - rid->start);
@@ -2330,14 +2373,42 @@ static int ingest_batch(struct telkin *t, const char *body, size_t len, char *er
 
 /* ------------------------------------------------------------------------------------------ */
 /* Telemetry listener: an HTTP/1.1 server for Lambda's POSTs. Keep-alive, Content-Length and  */
-/* chunked bodies, a body limit, a bounded number of connections, slow requests timed out.     */
+/* chunked bodies, a body limit, slow requests timed out.                                      */
+/*                                                                                             */
+/* Any process in the sandbox can connect, so slots are many and cheap: each connection has    */
+/* only a LISTEN_HEAD_MAX buffer, enough for a request head and a small body. A request whose  */
+/* valid head (POST /, acceptable length) announces more is lent one of LISTEN_BODY_BUFS large */
+/* buffers; a borrower that stops sending loses it to the next request that needs one. When    */
+/* every slot is taken, a new connection evicts, in this order: one draining after an error   */
+/* reply, one whose head never finished, an idle keep-alive connection; never a request whose  */
+/* head has arrived (Lambda's deliveries are such requests from their first read on).          */
 
-static void listener_close(struct listen_conn *c)
+/* The buffer a connection reads into: its own head buffer, or a lent body buffer. */
+static void listener_use_head(struct telkin *t, struct listen_conn *c)
+{
+	if (c->body >= 0) {
+		t->body_owner[c->body] = NULL;
+		if (c->len <= LISTEN_HEAD_MAX)
+			memcpy(c->head, c->buf, c->len);
+		else
+			c->len = 0; /* only when the connection is being closed or drained */
+	}
+	c->body = -1;
+	c->buf = c->head;
+	c->cap = LISTEN_HEAD_MAX;
+}
+
+static void listener_close(struct telkin *t, struct listen_conn *c)
 {
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
 	c->len = 0;
+	listener_use_head(t, c);
+	if (c->waiting)
+		t->n_waiting--;
+	c->waiting = 0;
+	c->head_done = 0;
 	c->request_started = 0;
 	c->continue_sent = 0;
 	c->draining = 0;
@@ -2348,17 +2419,22 @@ static void listener_close(struct listen_conn *c)
  * kernel send a reset, which can destroy the reply before the client reads it. So half-close,
  * then read and discard what the client still sends, for LISTEN_DRAIN_MS at most.
  */
-static void listener_drain(struct listen_conn *c)
+static void listener_drain(struct telkin *t, struct listen_conn *c)
 {
 	shutdown(c->fd, SHUT_WR);
-	c->draining = 1;
 	c->len = 0;
+	listener_use_head(t, c);
+	if (c->waiting)
+		t->n_waiting--;
+	c->waiting = 0;
+	c->head_done = 0;
+	c->draining = 1;
 	c->request_started = now_ms();
 }
 
 /* Responses are small: one non-blocking send; a peer that cannot take them is dropped. */
-static int listener_respond(struct listen_conn *c, int status, const char *reason,
-                            const char *message, int close_after)
+static int listener_respond(struct telkin *t, struct listen_conn *c, int status,
+                            const char *reason, const char *message, int close_after)
 {
 	char resp[512];
 	char body[300];
@@ -2378,11 +2454,11 @@ static int listener_respond(struct listen_conn *c, int status, const char *reaso
 	if (blen)
 		memcpy(resp + n, body, blen);
 	if (send(c->fd, resp, (size_t)n + blen, MSG_NOSIGNAL) != (ssize_t)((size_t)n + blen)) {
-		listener_close(c);
+		listener_close(t, c);
 		return -1;
 	}
 	if (close_after)
-		listener_drain(c);
+		listener_drain(t, c);
 	return close_after ? -1 : 0;
 }
 
@@ -2391,8 +2467,66 @@ static int listener_reject(struct telkin *t, struct listen_conn *c, int status,
                            const char *reason, const char *message, int close_after)
 {
 	t->stats.batches_rejected++;
-	log_msg(LOG_WARN, "telemetry request rejected: %d %s", status, message);
-	return listener_respond(c, status, reason, message, close_after);
+	log_msg(t->stats.batches_rejected <= LISTEN_LOG_REJECTS ? LOG_WARN : LOG_DEBUG,
+	        "telemetry request rejected: %d %s", status, message);
+	return listener_respond(t, c, status, reason, message, close_after);
+}
+
+/* The peer has sent bytes telkin has not read yet. */
+static int listener_pending(const struct listen_conn *c)
+{
+	char b;
+	return recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+/*
+ * A body buffer for c: a free one, else one taken back from the borrower that has sent
+ * nothing for longest (at least LISTEN_BODY_STALL_MS, nothing unread): it is answered 408.
+ * -1 when every buffer is in use by a request still sending.
+ */
+static int listener_body_find(struct telkin *t, const struct listen_conn *c)
+{
+	struct listen_conn *victim = NULL;
+	int64_t now = now_ms();
+
+	for (int b = 0; b < LISTEN_BODY_BUFS; b++)
+		if (!t->body_owner[b])
+			return b;
+	for (int b = 0; b < LISTEN_BODY_BUFS; b++) {
+		struct listen_conn *o = t->body_owner[b];
+		if (o != c && now - o->last_used >= LISTEN_BODY_STALL_MS &&
+		    (!victim || o->last_used < victim->last_used) && !listener_pending(o))
+			victim = o;
+	}
+	if (!victim)
+		return -1;
+	listener_reject(t, victim, 408, "Request Timeout", "request body stalled while another "
+	                "request needed its buffer", 1);
+	for (int b = 0; b < LISTEN_BODY_BUFS; b++)
+		if (!t->body_owner[b])
+			return b;
+	return -1;
+}
+
+/* A valid head announces more than the head buffer holds: lend a body buffer, or wait. */
+static void listener_lend(struct telkin *t, struct listen_conn *c)
+{
+	int b = listener_body_find(t, c);
+
+	if (b < 0) {
+		if (!c->waiting)
+			t->n_waiting++;
+		c->waiting = 1;   /* not read until a buffer is free (listener_resume) */
+		return;
+	}
+	if (c->waiting)
+		t->n_waiting--;
+	c->waiting = 0;
+	memcpy(t->body_bufs[b], c->buf, c->len);
+	t->body_owner[b] = c;
+	c->body = b;
+	c->buf = t->body_bufs[b];
+	c->cap = LISTEN_HEAD_MAX + t->body_limit;
 }
 
 /*
@@ -2443,10 +2577,11 @@ static int listener_process(struct telkin *t, struct listen_conn *c)
 			listener_reject(t, c, 413, "Payload Too Large", err, 1);
 			return -1;
 		}
+		c->head_done = 1; /* a request in progress: never evicted */
 		if (h.expect_continue && !c->continue_sent) {
 			static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 			if (send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL) != sizeof(cont) - 1) {
-				listener_close(c);
+				listener_close(t, c);
 				return -1;
 			}
 			c->continue_sent = 1;
@@ -2465,31 +2600,40 @@ static int listener_process(struct telkin *t, struct listen_conn *c)
 				return -1;
 			}
 			if (rc == 0) {
-				if (c->len >= LISTEN_HEAD_MAX + t->body_limit) {
+				if (c->len < c->cap)
+					return 0;
+				if (c->body >= 0) {
 					listener_reject(t, c, 413, "Payload Too Large", "chunked body over "
 					                "the limit", 1);
 					return -1;
 				}
+				listener_lend(t, c);
 				return 0;
 			}
 		} else {
 			body_len = (size_t)h.content_length;
-			if (have < body_len)
+			if (have < body_len) {
+				if (h.head_len + body_len > c->cap)
+					listener_lend(t, c);
 				return 0;
+			}
 			consumed = body_len;
 		}
 
 		if (ingest_batch(t, body, body_len, err, sizeof(err)) < 0) {
 			if (listener_reject(t, c, 400, "Bad Request", err, h.close) < 0)
 				return -1;
-		} else if (listener_respond(c, 200, "OK", NULL, h.close) < 0) {
+		} else if (listener_respond(t, c, 200, "OK", NULL, h.close) < 0) {
 			return -1;
 		}
 		c->served = 1;
+		c->head_done = 0;
 		/* Keep what follows (a pipelined request). */
 		consumed += h.head_len;
 		memmove(c->buf, c->buf + consumed, c->len - consumed);
 		c->len -= consumed;
+		if (c->body >= 0 && c->len <= LISTEN_HEAD_MAX)
+			listener_use_head(t, c);
 		c->continue_sent = 0;
 		c->request_started = c->len ? now_ms() : 0;
 	}
@@ -2498,32 +2642,30 @@ static int listener_process(struct telkin *t, struct listen_conn *c)
 
 static void listener_read(struct telkin *t, struct listen_conn *c)
 {
-	size_t cap = LISTEN_HEAD_MAX + t->body_limit;
-
 	while (c->draining) {
-		ssize_t n = read(c->fd, c->buf, cap);
+		ssize_t n = read(c->fd, c->buf, c->cap);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
 		if (n <= 0) {
-			listener_close(c);
+			listener_close(t, c);
 			return;
 		}
 	}
-	for (;;) {
+	while (!c->waiting) {
 		ssize_t n;
-		if (c->len == cap) {
+		if (c->len == c->cap) {
 			listener_reject(t, c, 413, "Payload Too Large", "request over the limit", 1);
 			return;
 		}
-		n = read(c->fd, c->buf + c->len, cap - c->len);
+		n = read(c->fd, c->buf + c->len, c->cap - c->len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
 		if (n <= 0) {
-			listener_close(c);
+			listener_close(t, c);
 			return;
 		}
 		if (!c->request_started)
@@ -2535,37 +2677,81 @@ static void listener_read(struct telkin *t, struct listen_conn *c)
 	}
 }
 
-/* A new connection: a free slot, else the longest-idle connection makes room. */
+/* Requests waiting for a body buffer get the free ones: those with input first, oldest first. */
+static void listener_resume(struct telkin *t)
+{
+	while (t->n_waiting) {
+		struct listen_conn *next = NULL;
+		int next_pending = 0, b = -1;
+
+		for (int i = 0; i < LISTEN_BODY_BUFS && b < 0; i++)
+			if (!t->body_owner[i])
+				b = i;
+		if (b < 0)
+			return;
+		for (size_t i = 0; i < t->n_conns; i++) {
+			struct listen_conn *c = &t->conns[i];
+			int pending;
+			if (c->fd < 0 || !c->waiting)
+				continue;
+			pending = listener_pending(c);
+			if (!next || pending > next_pending ||
+			    (pending == next_pending && c->request_started < next->request_started)) {
+				next = c;
+				next_pending = pending;
+			}
+		}
+		if (!next) {
+			t->n_waiting = 0;
+			return;
+		}
+		listener_lend(t, next);
+		if (next->fd >= 0 && !next->waiting && listener_process(t, next) == 0)
+			listener_read(t, next);
+	}
+}
+
+/*
+ * Which connection a new one may replace, lowest rank first; -1: never (a request whose head
+ * has arrived). Within a rank the one idle longest goes first.
+ */
+static int listener_evict_rank(const struct listen_conn *c, int64_t now)
+{
+	if (c->draining)
+		return 0;
+	if (c->head_done || c->waiting || c->body >= 0)
+		return -1;
+	if (now - c->accepted < LISTEN_EVICT_GRACE_MS)
+		return 3;   /* may not have had the time to send its head yet */
+	if (c->len || !c->served)
+		return 1;   /* a head that never finished, or never started */
+	return 2;       /* a client's idle keep-alive connection */
+}
+
+/* A new connection: a free slot, else evict (listener_evict_rank), else 503. */
 static void listener_accept(struct telkin *t)
 {
 	for (;;) {
 		struct listen_conn *slot = NULL;
+		int rank = 4;
+		int64_t now;
 		int fd = accept(t->listen_fd, NULL, NULL);
 		if (fd < 0)
 			return;
 		set_nonblocking(fd);
 		fcntl(fd, F_SETFD, FD_CLOEXEC);
-		for (int i = 0; i < LISTEN_MAX_CONNS && !slot; i++)
+		now = now_ms();
+		for (size_t i = 0; i < t->n_conns && !slot; i++)
 			if (t->conns[i].fd < 0)
 				slot = &t->conns[i];
-		/* Every slot taken: first take in what the idle ones have: a request already sent
-		 * makes its connection busy, a peer that has gone frees its slot. */
-		for (int i = 0; i < LISTEN_MAX_CONNS && !slot; i++) {
+		for (size_t i = 0; i < t->n_conns && rank; i++) {
 			struct listen_conn *c = &t->conns[i];
-			if (!c->request_started)
-				listener_read(t, c);
-			if (c->fd < 0)
+			int r = slot ? -1 : listener_evict_rank(c, now);
+			if (r >= 0 && (r < rank || (r == rank && c->last_used < slot->last_used))) {
 				slot = c;
-		}
-		/* Then evict a connection that never carried a request before one that did (a
-		 * client's keep-alive connection), the longest-idle first; never a started request. */
-		for (int pass = 0; pass < 2 && !slot; pass++)
-			for (int i = 0; i < LISTEN_MAX_CONNS; i++) {
-				struct listen_conn *c = &t->conns[i];
-				if (!c->request_started && (pass || !c->served) &&
-				    (!slot || c->last_used < slot->last_used))
-					slot = c;
+				rank = r;
 			}
+		}
 		if (!slot) {
 			static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
 			                           "Content-Length: 0\r\nConnection: close\r\n\r\n";
@@ -2575,27 +2761,94 @@ static void listener_accept(struct telkin *t)
 			t->stats.batches_rejected++;
 			continue;
 		}
-		listener_close(slot);
+		if (slot->fd >= 0)
+			t->stats.listener_evictions++;
+		listener_close(t, slot);
 		slot->fd = fd;
 		slot->served = 0;
-		slot->last_used = now_ms();
+		slot->accepted = now;
+		slot->last_used = now;
 		/* A request already sent marks the connection busy now, before the next accept. */
 		listener_read(t, slot);
 	}
 }
 
-/* Drop connections whose request has stalled (slowloris). */
+/* Drop connections whose request has stalled (slowloris), and drained ones. */
 static void listener_expire(struct telkin *t, int64_t now)
 {
-	for (int i = 0; i < LISTEN_MAX_CONNS; i++) {
+	for (size_t i = 0; i < t->n_conns; i++) {
 		struct listen_conn *c = &t->conns[i];
 		if (c->fd >= 0 && c->draining && now - c->request_started >= LISTEN_DRAIN_MS) {
-			listener_close(c);
+			listener_close(t, c);
 		} else if (c->fd >= 0 && !c->draining && c->request_started &&
 		    now - c->request_started >= LISTEN_SLOW_REQUEST_MS) {
 			listener_reject(t, c, 408, "Request Timeout", "request not completed in time", 1);
 		}
 	}
+}
+
+/* The nearest time listener_expire has something to do; INT64_MAX when none. */
+static int64_t listener_next_deadline(const struct telkin *t)
+{
+	int64_t next = INT64_MAX;
+	for (size_t i = 0; i < t->n_conns; i++) {
+		const struct listen_conn *c = &t->conns[i];
+		int64_t at;
+		if (c->fd < 0 || !c->request_started)
+			continue;
+		at = c->request_started + (c->draining ? LISTEN_DRAIN_MS : LISTEN_SLOW_REQUEST_MS);
+		if (at < next)
+			next = at;
+	}
+	return next;
+}
+
+/*
+ * Slots from RLIMIT_NOFILE: the soft limit is raised to the hard one when that gives more
+ * (the default soft limit is often 1024), LISTEN_FD_RESERVE descriptors are left for the rest.
+ */
+static size_t listener_slots(void)
+{
+	struct rlimit rl;
+	rlim_t want = LISTEN_SLOTS_MAX + LISTEN_FD_RESERVE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return LISTEN_SLOTS_MIN;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		struct rlimit raised = rl;
+		raised.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			rl = raised;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return LISTEN_SLOTS_MAX;
+	if (rl.rlim_cur < LISTEN_SLOTS_MIN + LISTEN_FD_RESERVE)
+		return LISTEN_SLOTS_MIN;
+	return (size_t)rl.rlim_cur - LISTEN_FD_RESERVE;
+}
+
+/* The slots, their head buffers, the body buffers and the poll array: once, at start. */
+static int listener_alloc(struct telkin *t)
+{
+	t->n_conns = listener_slots();
+	t->conns = calloc(t->n_conns, sizeof(*t->conns));
+	t->listen_heads = malloc(t->n_conns * LISTEN_HEAD_MAX);
+	t->pfd = malloc((3 + t->n_conns) * sizeof(*t->pfd));
+	if (!t->conns || !t->listen_heads || !t->pfd)
+		return -1;
+	for (size_t i = 0; i < t->n_conns; i++) {
+		t->conns[i].fd = -1;
+		t->conns[i].body = -1;
+		t->conns[i].head = t->listen_heads + i * LISTEN_HEAD_MAX;
+		t->conns[i].buf = t->conns[i].head;
+		t->conns[i].cap = LISTEN_HEAD_MAX;
+	}
+	for (int b = 0; b < LISTEN_BODY_BUFS; b++) {
+		t->body_bufs[b] = malloc(LISTEN_HEAD_MAX + t->body_limit);
+		if (!t->body_bufs[b])
+			return -1;
+	}
+	return 0;
 }
 
 /* The address sandbox.localdomain resolves to: /etc/hosts, then the resolver; else loopback. */
@@ -2621,7 +2874,7 @@ static int listener_open(struct telkin *t, char *err, size_t errcap)
 		goto fail;
 	setsockopt(t->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(t->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(t->listen_fd, 16) < 0)
+	    listen(t->listen_fd, LISTEN_BACKLOG) < 0)
 		goto fail;
 	log_msg(LOG_DEBUG, "listening on %s:%u", inet_ntoa(sa.sin_addr), t->cfg.listen_port);
 	return 0;
@@ -3485,7 +3738,8 @@ static void print_summary(const struct telkin *t)
 	        "shipped %llu (%llu bytes) in %llu records and %llu PutRecords calls (%llu failed), "
 	        "retried %llu, refused %llu; dropped platform %llu function %llu extension %llu; "
 	        "batches rejected %llu; queue high-water %zu bytes; connections %llu "
-	        "(TLS handshakes %llu); lost at exit %llu",
+	        "(TLS handshakes %llu); lost at exit %llu; platform logsDropped %llu (%llu records); "
+	        "listener evictions %llu",
 	        (unsigned long long)s->events_received, (unsigned long long)s->events_queued,
 	        (unsigned long long)s->events_filtered, (unsigned long long)s->events_truncated,
 	        (unsigned long long)s->events_shipped, (unsigned long long)s->bytes_shipped,
@@ -3495,7 +3749,10 @@ static void print_summary(const struct telkin *t)
 	        (unsigned long long)s->dropped_records[0], (unsigned long long)s->dropped_records[1],
 	        (unsigned long long)s->dropped_records[2], (unsigned long long)s->batches_rejected,
 	        t->q.high_water, (unsigned long long)t->kin.connects,
-	        (unsigned long long)t->kin.handshakes, (unsigned long long)s->lost_at_exit);
+	        (unsigned long long)t->kin.handshakes, (unsigned long long)s->lost_at_exit,
+	        (unsigned long long)s->platform_logs_dropped,
+	        (unsigned long long)s->platform_dropped_records,
+	        (unsigned long long)s->listener_evictions);
 }
 
 /* Telemetry silence that ends SHUTDOWN early: two buffering periods and some slack. */
@@ -3599,9 +3856,10 @@ static void metrics_emit(struct telkin *t, int64_t now)
 	static const char *const names[] = {
 		"EventsReceived", "EventsShipped", "EventsDropped", "EventsTruncated", "EventsRetried",
 		"PutRecordsCalls", "PutRecordsErrors", "Reconnects", "TLSHandshakes",
+		"PlatformLogsDropped", "PlatformRecordsDropped",
 	};
 	const struct stats *s = &t->stats, *b = &t->metrics_base;
-	uint64_t dropped = 0, values[9];
+	uint64_t dropped = 0, values[11];
 	char line[2048];
 	size_t n = 0;
 
@@ -3616,11 +3874,13 @@ static void metrics_emit(struct telkin *t, int64_t now)
 	values[6] = s->putrecords_errors - b->putrecords_errors;
 	values[7] = s->reconnects - b->reconnects;
 	values[8] = t->kin.handshakes - t->metrics_handshakes;
+	values[9] = s->platform_logs_dropped - b->platform_logs_dropped;
+	values[10] = s->platform_dropped_records - b->platform_dropped_records;
 #define OUT(...) (n += (size_t)snprintf(line + n, n < sizeof(line) ? sizeof(line) - n : 0, \
                                        __VA_ARGS__))
 	OUT("{\"_aws\":{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{\"Namespace\":\"telkin\","
 	    "\"Dimensions\":[[\"FunctionName\"]],\"Metrics\":[", (long long)wall_ms());
-	for (int i = 0; i < 9; i++)
+	for (int i = 0; i < 11; i++)
 		OUT("{\"Name\":\"%s\",\"Unit\":\"Count\"},", names[i]);
 	OUT("{\"Name\":\"PutRecordsLatencyP50\",\"Unit\":\"Milliseconds\"},"
 	    "{\"Name\":\"PutRecordsLatencyP99\",\"Unit\":\"Milliseconds\"},"
@@ -3630,7 +3890,7 @@ static void metrics_emit(struct telkin *t, int64_t now)
 		n += json_escape(line + n, sizeof(line) - n, t->cfg.function_name,
 		                 strlen(t->cfg.function_name));
 	OUT("\"");
-	for (int i = 0; i < 9; i++)
+	for (int i = 0; i < 11; i++)
 		OUT(",\"%s\":%llu", names[i], (unsigned long long)values[i]);
 	OUT(",\"PutRecordsLatencyP50\":%u,\"PutRecordsLatencyP99\":%u,\"QueueHighWaterBytes\":%zu}\n",
 	    latency_percentile(t->latency_hist, 50), latency_percentile(t->latency_hist, 99),
@@ -3757,10 +4017,7 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 		if (drained(t)) /* else the quiet period is not what ends the wait */
 			SOONER(t->last_telemetry + shutdown_quiet_ms(t));
 	}
-	for (int i = 0; i < LISTEN_MAX_CONNS; i++)
-		if (t->conns[i].fd >= 0 && t->conns[i].request_started)
-			SOONER(t->conns[i].request_started + (t->conns[i].draining ? LISTEN_DRAIN_MS :
-			                                      LISTEN_SLOW_REQUEST_MS));
+	SOONER(listener_next_deadline(t));
 #undef SOONER
 	if (next == INT64_MAX)
 		return -1;
@@ -3772,7 +4029,7 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 /* The loop: every connection is a state machine stepped by poll(). */
 static void run(struct telkin *t)
 {
-	struct pollfd pfd[3 + LISTEN_MAX_CONNS];
+	struct pollfd *pfd = t->pfd;
 
 	for (;;) {
 		int64_t now = now_ms();
@@ -3796,8 +4053,9 @@ static void run(struct telkin *t)
 		}
 		lis_i = n;
 		pfd[n++] = (struct pollfd){ .fd = t->listen_fd, .events = POLLIN };
-		for (int i = 0; i < LISTEN_MAX_CONNS; i++)
-			pfd[n++] = (struct pollfd){ .fd = t->conns[i].fd, .events = POLLIN };
+		for (size_t i = 0; i < t->n_conns; i++)
+			pfd[n++] = (struct pollfd){ .fd = t->conns[i].fd,
+			                            .events = t->conns[i].waiting ? 0 : POLLIN };
 
 		if (poll(pfd, (nfds_t)n, poll_timeout(t, now)) < 0 && errno != EINTR) {
 			if (t->mode != MODE_MANAGED) {
@@ -3815,9 +4073,16 @@ static void run(struct telkin *t)
 		/* Telemetry first: a batch may carry the runtimeDone the lifecycle waits for. */
 		if (pfd[lis_i].revents)
 			listener_accept(t);
-		for (int i = 0; i < LISTEN_MAX_CONNS; i++)
-			if (pfd[lis_i + 1 + i].revents && t->conns[i].fd == pfd[lis_i + 1 + i].fd)
-				listener_read(t, &t->conns[i]);
+		for (size_t i = 0; i < t->n_conns; i++) {
+			struct listen_conn *c = &t->conns[i];
+			if (!pfd[lis_i + 1 + i].revents || c->fd != pfd[lis_i + 1 + i].fd)
+				continue;
+			if (c->waiting) /* polled for nothing: the peer is gone */
+				listener_close(t, c);
+			else
+				listener_read(t, c);
+		}
+		listener_resume(t);
 		listener_expire(t, now);
 
 		if (t->kin.state != HC_IDLE || kin_i >= 0) {
@@ -3896,9 +4161,9 @@ static void restore_from_snapshot(struct telkin *t, const char *why)
 		hc_fail(&t->kin, "restored from a snapshot"); /* resent on a new connection */
 	else
 		hc_close(&t->kin);
-	for (int i = 0; i < LISTEN_MAX_CONNS; i++)
+	for (size_t i = 0; i < t->n_conns; i++)
 		if (t->conns[i].fd >= 0 && !t->conns[i].request_started)
-			listener_close(&t->conns[i]);
+			listener_close(t, &t->conns[i]);
 	if (t->cfg.container_creds) {
 		creds_wipe(&t->cfg.creds);
 		sigv4_set_credentials(&t->signer, t->cfg.creds.access_key_id,
@@ -3924,13 +4189,7 @@ static int buffers_alloc(struct telkin *t)
 	if (!t->q.mem || !t->req_body || !t->kin.buf || !t->batch_toks || !t->resp_toks ||
 	    !t->inflight_entries)
 		return -1;
-	for (int i = 0; i < LISTEN_MAX_CONNS; i++) {
-		t->conns[i].fd = -1;
-		t->conns[i].buf = malloc(LISTEN_HEAD_MAX + t->body_limit);
-		if (!t->conns[i].buf)
-			return -1;
-	}
-	return 0;
+	return listener_alloc(t);
 }
 
 /* For an https endpoint: the anchors (built in, plus TELKIN_CA_FILE's) and the TLS context. */
