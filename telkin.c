@@ -137,6 +137,7 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
                                     KINESIS_MAX_STREAM_NAME + KINESIS_MAX_STREAM_ARN + 128)
 
 /* Events in one request: 500 records, several events each with TELKIN_RECORD=ndjson. */
+#define BATCH_SLICE_BYTES          (128u << 10)    /* PutRecords body built per slice, then poll() */
 #define INFLIGHT_MAX_ENTRIES       16384
 #define SANDBOX_ID_LEN             32              /* hex of 128 random bits */
 #define REQUEST_ID_MAX             128
@@ -1910,6 +1911,12 @@ struct listen_conn {
 	int served;               /* a request was answered on it (a client's keep-alive connection) */
 };
 
+/* Base64 over several pieces (an ndjson record's events): up to 2 bytes wait for the next. */
+struct b64_stream {
+	uint8_t carry[2];
+	size_t n;
+};
+
 struct stats {
 	uint64_t events_received;
 	uint64_t events_queued;
@@ -2000,6 +2007,17 @@ struct telkin {
 	size_t inflight_count;                 /* Kinesis records in the request */
 	size_t inflight_end[KINESIS_MAX_RECORDS];  /* record i ends before this entry index */
 	size_t *inflight_entries;              /* queue offsets of the request's events */
+	struct batch_cursor {                  /* a body being built in slices (batch_build_step) */
+		int active;
+		size_t last;                       /* queue offset of the last entry taken; SIZE_MAX */
+		size_t n, bytes, rec_bytes;        /* entries taken, data + key bytes, open record's */
+		struct queue_entry *open;          /* the record being packed (ndjson) */
+		struct b64_stream b64;
+		char *p;                           /* end of the body so far */
+		size_t hashed;                     /* body bytes hashed so far */
+		struct sigv4_sha256 sha;
+	} build;
+	char payload_hash[SIGV4_HASH_HEX_LEN + 1];
 	int request_out;                       /* a PutRecords is in flight */
 	int resent;                            /* the current request was resent on a new connection */
 	unsigned attempt;                      /* consecutive failed attempts */
@@ -2380,8 +2398,9 @@ static int ingest_batch(struct telkin *t, const char *body, size_t len, char *er
 /* valid head (POST /, acceptable length) announces more is lent one of LISTEN_BODY_BUFS large */
 /* buffers; a borrower that stops sending loses it to the next request that needs one. When    */
 /* every slot is taken, a new connection evicts, in this order: one draining after an error   */
-/* reply, one whose head never finished, an idle keep-alive connection; never a request whose  */
-/* head has arrived (Lambda's deliveries are such requests from their first read on).          */
+/* reply, one whose head never finished (older first, new ones last), an idle keep-alive      */
+/* connection; never a request whose head has arrived (Lambda's deliveries are such requests  */
+/* from their first read on).                                                                  */
 
 /* The buffer a connection reads into: its own head buffer, or a lent body buffer. */
 static void listener_use_head(struct telkin *t, struct listen_conn *c)
@@ -2721,11 +2740,11 @@ static int listener_evict_rank(const struct listen_conn *c, int64_t now)
 		return 0;
 	if (c->head_done || c->waiting || c->body >= 0)
 		return -1;
+	if (c->served && !c->len)
+		return 3;   /* a client's idle keep-alive connection: Lambda's sender keeps one */
 	if (now - c->accepted < LISTEN_EVICT_GRACE_MS)
-		return 3;   /* may not have had the time to send its head yet */
-	if (c->len || !c->served)
-		return 1;   /* a head that never finished, or never started */
-	return 2;       /* a client's idle keep-alive connection */
+		return 2;   /* may not have had the time to send its head yet */
+	return 1;       /* a head that never finished, or never started */
 }
 
 /* A new connection: a free slot, else evict (listener_evict_rank), else 503. */
@@ -2744,9 +2763,9 @@ static void listener_accept(struct telkin *t)
 		for (size_t i = 0; i < t->n_conns && !slot; i++)
 			if (t->conns[i].fd < 0)
 				slot = &t->conns[i];
-		for (size_t i = 0; i < t->n_conns && rank; i++) {
+		for (size_t i = 0; i < t->n_conns && rank && !(slot && slot->fd < 0); i++) {
 			struct listen_conn *c = &t->conns[i];
-			int r = slot ? -1 : listener_evict_rank(c, now);
+			int r = listener_evict_rank(c, now);
 			if (r >= 0 && (r < rank || (r == rank && c->last_used < slot->last_used))) {
 				slot = c;
 				rank = r;
@@ -2895,12 +2914,6 @@ static char *append(char *p, const char *s, size_t n)
 
 #define APPEND_LIT(p, lit) append((p), (lit), sizeof(lit) - 1)
 
-/* Base64 over several pieces (an ndjson record's events): up to 2 bytes wait for the next. */
-struct b64_stream {
-	uint8_t carry[2];
-	size_t n;
-};
-
 static char *b64_put(struct b64_stream *b, char *out, const void *data, size_t len)
 {
 	const uint8_t *p = data;
@@ -2941,16 +2954,21 @@ static char *b64_end(struct b64_stream *b, char *out)
  * records and 5 MiB of data and keys. With TELKIN_RECORD=ndjson, consecutive events with the
  * same partition key share a record, newline-separated, up to TELKIN_RECORD_MAX_BYTES.
  * Kinesis record i carries the queue entries inflight_entries[inflight_end[i-1]..end[i]).
- * Returns the number of Kinesis records.
+ *
+ * Built in slices so that the listener is answered between them (a 5 MiB body takes several
+ * milliseconds, more at a small function's CPU share): batch_begin, then batch_build_step until
+ * it returns 1, each call writing about `budget` bytes of body and hashing them (the SigV4
+ * payload hash, ready in t->payload_hash at the end). Between steps the queue only grows at its
+ * tail (nothing leaves it while no request is out), so the cursor stays valid.
  */
-static size_t batch_build(struct telkin *t)
+static void batch_begin(struct telkin *t)
 {
+	struct batch_cursor *bc = &t->build;
 	char *p = t->req_body;
-	size_t bytes = 0, rec_bytes = 0, off, n = 0;
-	struct queue_entry *open = NULL; /* the record being packed (ndjson) */
-	struct b64_stream b64 = { { 0, 0 }, 0 };
-	int pack = t->cfg.record_mode == RECORD_NDJSON;
 
+	memset(bc, 0, sizeof(*bc));
+	bc->active = 1;
+	bc->last = SIZE_MAX;
 	t->inflight_count = 0;
 	p = APPEND_LIT(p, "{\"StreamName\":\"");
 	p = append(p, t->cfg.stream_name, strlen(t->cfg.stream_name));
@@ -2959,51 +2977,89 @@ static size_t batch_build(struct telkin *t)
 		p = append(p, t->cfg.stream_arn, strlen(t->cfg.stream_arn));
 	}
 	p = APPEND_LIT(p, "\",\"Records\":[");
-	for (off = queue_first(&t->q); off != SIZE_MAX; off = queue_next(&t->q, off)) {
+	bc->p = p;
+	sigv4_sha256_init(&bc->sha);
+}
+
+/* 1: the body is complete (t->inflight_count records, maybe 0); 0: call again. */
+static int batch_build_step(struct telkin *t, size_t budget)
+{
+	struct batch_cursor *bc = &t->build;
+	char *p = bc->p, *from = t->req_body + bc->hashed;
+	int pack = t->cfg.record_mode == RECORD_NDJSON;
+	size_t off = bc->last == SIZE_MAX ? queue_first(&t->q) : queue_next(&t->q, bc->last);
+	uint8_t digest[32];
+
+	for (; off != SIZE_MAX; off = queue_next(&t->q, off)) {
 		struct queue_entry *e = queue_at(&t->q, off);
 		size_t size = (size_t)e->data_len + e->pk_len;
 		if (e->state != ENTRY_PENDING)
 			continue;
-		if (n == INFLIGHT_MAX_ENTRIES)
+		if (bc->n == INFLIGHT_MAX_ENTRIES)
 			break;
-		if (pack && open && open->pk_len == e->pk_len &&
-		    !memcmp(entry_pk(open), entry_pk(e), e->pk_len) &&
-		    rec_bytes + 1 + e->data_len <= t->cfg.record_max_bytes &&
-		    bytes + 1 + e->data_len <= KINESIS_MAX_REQUEST_BYTES) {
-			p = b64_put(&b64, p, "\n", 1);
-			p = b64_put(&b64, p, entry_data(e), e->data_len);
-			rec_bytes += 1 + e->data_len;
-			bytes += 1 + e->data_len;
+		if ((size_t)(p - from) >= budget) {
+			bc->p = p;
+			sigv4_sha256_update(&bc->sha, from, (size_t)(p - from));
+			bc->hashed = (size_t)(p - t->req_body);
+			return 0;
+		}
+		if (pack && bc->open && bc->open->pk_len == e->pk_len &&
+		    !memcmp(entry_pk(bc->open), entry_pk(e), e->pk_len) &&
+		    bc->rec_bytes + 1 + e->data_len <= t->cfg.record_max_bytes &&
+		    bc->bytes + 1 + e->data_len <= KINESIS_MAX_REQUEST_BYTES) {
+			p = b64_put(&bc->b64, p, "\n", 1);
+			p = b64_put(&bc->b64, p, entry_data(e), e->data_len);
+			bc->rec_bytes += 1 + e->data_len;
+			bc->bytes += 1 + e->data_len;
 		} else {
 			if (t->inflight_count == KINESIS_MAX_RECORDS ||
-			    bytes + size > KINESIS_MAX_REQUEST_BYTES)
+			    bc->bytes + size > KINESIS_MAX_REQUEST_BYTES)
 				break;
-			if (open) { /* close the previous record */
-				p = b64_end(&b64, p);
+			if (bc->open) { /* close the previous record */
+				p = b64_end(&bc->b64, p);
 				p = APPEND_LIT(p, "\",\"PartitionKey\":\"");
-				p = append(p, entry_pk(open), open->pk_len);
+				p = append(p, entry_pk(bc->open), bc->open->pk_len);
 				p = APPEND_LIT(p, "\"},");
 			}
 			p = APPEND_LIT(p, "{\"Data\":\"");
-			p = b64_put(&b64, p, entry_data(e), e->data_len);
-			open = e;
-			rec_bytes = size;
-			bytes += size;
+			p = b64_put(&bc->b64, p, entry_data(e), e->data_len);
+			bc->open = e;
+			bc->rec_bytes = size;
+			bc->bytes += size;
 			t->inflight_count++;
 		}
-		t->inflight_entries[n++] = off;
-		t->inflight_end[t->inflight_count - 1] = n;
+		t->inflight_entries[bc->n++] = off;
+		t->inflight_end[t->inflight_count - 1] = bc->n;
+		bc->last = off;
 	}
-	if (open) {
-		p = b64_end(&b64, p);
+	if (bc->open) {
+		p = b64_end(&bc->b64, p);
 		p = APPEND_LIT(p, "\",\"PartitionKey\":\"");
-		p = append(p, entry_pk(open), open->pk_len);
+		p = append(p, entry_pk(bc->open), bc->open->pk_len);
 		p = APPEND_LIT(p, "\"}");
 	}
 	p = APPEND_LIT(p, "]}");
 	t->req_body_len = (size_t)(p - t->req_body);
+	sigv4_sha256_update(&bc->sha, from, (size_t)(p - from));
+	sigv4_sha256_out(&bc->sha, digest);
+	for (int i = 0; i < 32; i++) {
+		t->payload_hash[2 * i] = "0123456789abcdef"[digest[i] >> 4];
+		t->payload_hash[2 * i + 1] = "0123456789abcdef"[digest[i] & 15];
+	}
+	t->payload_hash[SIGV4_HASH_HEX_LEN] = 0;
+	bc->active = 0;
+	return 1;
+}
+
+#ifdef TELKIN_TEST
+/* The whole body at once (tests, fuzzers). Returns the number of Kinesis records. */
+static size_t batch_build(struct telkin *t)
+{
+	batch_begin(t);
+	batch_build_step(t, SIZE_MAX);
 	return t->inflight_count;
 }
+#endif
 
 /* The queue entries of Kinesis record i of the request. */
 static size_t inflight_first(const struct telkin *t, size_t i)
@@ -3026,7 +3082,7 @@ static int kinesis_sign(struct telkin *t)
 	int n;
 
 	sigv4_amz_date(time(NULL), amz_date);
-	sigv4_payload_hash(t->req_body, t->req_body_len, payload);
+	memcpy(payload, t->payload_hash, sizeof(payload)); /* batch_build_step hashed the body */
 #define HDR(n_, v_) (hs[nh++] = (struct sigv4_header){ n_, strlen(n_), v_, strlen(v_) })
 	HDR("Host", t->cfg.kinesis.host_header);
 	HDR("Content-Type", ctype);
@@ -3253,13 +3309,18 @@ static void kinesis_connection_check(struct telkin *t, int64_t now)
 
 static void kinesis_send(struct telkin *t, int64_t now)
 {
-	creds_refresh(t, now);
-	if (t->cfg.container_creds && !t->cfg.creds.access_key_id[0]) {
-		/* None since a restore: nothing can be signed until the provider answers. */
-		t->retry_at = t->creds_retry_at > now ? t->creds_retry_at : now + CRED_RETRY_MS;
-		return;
+	if (!t->build.active) {
+		creds_refresh(t, now);
+		if (t->cfg.container_creds && !t->cfg.creds.access_key_id[0]) {
+			/* None since a restore: nothing can be signed until the provider answers. */
+			t->retry_at = t->creds_retry_at > now ? t->creds_retry_at : now + CRED_RETRY_MS;
+			return;
+		}
+		batch_begin(t);
 	}
-	if (!batch_build(t))
+	if (!batch_build_step(t, BATCH_SLICE_BYTES))
+		return; /* the rest after poll(): the listener is served in between */
+	if (!t->inflight_count)
 		return;
 	if (kinesis_sign(t) < 0) {
 		log_msg(LOG_ERROR, "could not sign a PutRecords request");
@@ -3994,6 +4055,8 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 	int64_t next = INT64_MAX;
 
 #define SOONER(x) do { if ((x) < next) next = (x); } while (0)
+	if (t->build.active) /* a PutRecords body half built: the next slice after the listener */
+		SOONER(now);
 	if (t->request_out && hc_next_deadline(&t->kin))
 		SOONER(hc_next_deadline(&t->kin));
 	else if (t->q.count && !ship_due(t, now) && now < t->retry_at)
@@ -4036,7 +4099,7 @@ static void run(struct telkin *t)
 		int n = 0, api_i = -1, kin_i = -1, lis_i;
 
 		lifecycle_step(t, now);
-		if (ship_due(t, now))
+		if (t->build.active || ship_due(t, now))
 			kinesis_send(t, now);
 		if (t->request_out && t->kin.state == HC_FAILED) {
 			kinesis_on_response(t, now);
