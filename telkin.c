@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -83,8 +84,12 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
 #define LISTEN_BODY_BUFS           4               /* large buffers lent to requests with a body */
 #define LISTEN_BACKLOG             4096            /* a burst of connects must not lose a SYN */
 #define LISTEN_BODY_STALL_MS       20              /* a borrower silent this long can lose its buffer */
+#define LISTEN_BODY_STALL_READY_MS 2               /* ... to a request whose whole body is in */
 #define LISTEN_EVICT_GRACE_MS      100             /* a new connection's time to send its head */
 #define LISTEN_LOG_REJECTS         20              /* rejections logged as warnings; then debug */
+#define LISTEN_ACCEPT_BATCH        32              /* accepts per loop turn: then serve the others */
+#define LISTEN_DRAIN_READS         4               /* discarding reads per connection per turn */
+#define LISTEN_DISCARD_BYTES       (64u << 10)
 #define LISTEN_SLOW_REQUEST_MS     10000           /* a started request must finish within this */
 #define LISTEN_DRAIN_MS            1000            /* after an error reply, read and discard */
 #define LISTEN_MAX_EVENTS          TELEMETRY_ITEMS_MAX /* events per batch, the API's maxItems cap */
@@ -1906,6 +1911,7 @@ struct listen_conn {
 	int64_t last_used;        /* last byte read: eviction order, stalled borrowers */
 	int head_done;            /* a valid head arrived: a request in progress, never evicted */
 	int waiting;              /* needs a body buffer; not read until one is free */
+	size_t need;              /* head + Content-Length of the request; 0: chunked (unknown) */
 	int continue_sent;
 	int draining;             /* replied and half-closed: discard input until EOF or timeout */
 	int served;               /* a request was answered on it (a client's keep-alive connection) */
@@ -1987,7 +1993,9 @@ struct telkin {
 	char *body_bufs[LISTEN_BODY_BUFS];     /* LISTEN_HEAD_MAX + body_limit each */
 	struct listen_conn *body_owner[LISTEN_BODY_BUFS];
 	size_t n_waiting;                      /* connections waiting for a body buffer */
+	int ready_waiting;                     /* one of them has its whole request in */
 	struct pollfd *pfd;                    /* 3 + n_conns */
+	char discard[LISTEN_DISCARD_BYTES];    /* what draining connections still send */
 	struct json_token *batch_toks;         /* LISTEN_MAX_EVENTS + 1 */
 	struct json_token event_toks[EVENT_MAX_TOKENS];
 
@@ -2491,30 +2499,42 @@ static int listener_reject(struct telkin *t, struct listen_conn *c, int status,
 	return listener_respond(t, c, status, reason, message, close_after);
 }
 
-/* The peer has sent bytes telkin has not read yet. */
-static int listener_pending(const struct listen_conn *c)
+/*
+ * How ready c is to fill a body buffer: 2 when the rest of its request is already in the
+ * socket (Lambda's sender writes a request at once), 1 when some input waits, 0 when none.
+ */
+static int listener_readiness(const struct listen_conn *c)
 {
-	char b;
-	return recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+	int avail = 0;
+
+	if (ioctl(c->fd, FIONREAD, &avail) < 0 || avail <= 0)
+		return 0;
+	return c->need && c->len + (size_t)avail >= c->need ? 2 : 1;
 }
 
 /*
- * A body buffer for c: a free one, else one taken back from the borrower that has sent
- * nothing for longest (at least LISTEN_BODY_STALL_MS, nothing unread): it is answered 408.
+ * A body buffer for c: a free one, else, when c has input waiting, one taken back from the
+ * borrower that has sent nothing for longest (nothing unread, silent for LISTEN_BODY_STALL_MS,
+ * or LISTEN_BODY_STALL_READY_MS when c's whole request is in): it is answered 408.
  * -1 when every buffer is in use by a request still sending.
  */
 static int listener_body_find(struct telkin *t, const struct listen_conn *c)
 {
 	struct listen_conn *victim = NULL;
-	int64_t now = now_ms();
+	int64_t now = now_ms(), stall;
+	int ready;
 
 	for (int b = 0; b < LISTEN_BODY_BUFS; b++)
 		if (!t->body_owner[b])
 			return b;
+	ready = listener_readiness(c);
+	if (!ready)
+		return -1;
+	stall = ready == 2 ? LISTEN_BODY_STALL_READY_MS : LISTEN_BODY_STALL_MS;
 	for (int b = 0; b < LISTEN_BODY_BUFS; b++) {
 		struct listen_conn *o = t->body_owner[b];
-		if (o != c && now - o->last_used >= LISTEN_BODY_STALL_MS &&
-		    (!victim || o->last_used < victim->last_used) && !listener_pending(o))
+		if (o != c && now - o->last_used >= stall &&
+		    (!victim || o->last_used < victim->last_used) && !listener_readiness(o))
 			victim = o;
 	}
 	if (!victim)
@@ -2535,6 +2555,8 @@ static void listener_lend(struct telkin *t, struct listen_conn *c)
 	if (b < 0) {
 		if (!c->waiting)
 			t->n_waiting++;
+		if (listener_readiness(c) == 2)
+			t->ready_waiting = 1;
 		c->waiting = 1;   /* not read until a buffer is free (listener_resume) */
 		return;
 	}
@@ -2621,6 +2643,7 @@ static int listener_process(struct telkin *t, struct listen_conn *c)
 			if (rc == 0) {
 				if (c->len < c->cap)
 					return 0;
+				c->need = 0;
 				if (c->body >= 0) {
 					listener_reject(t, c, 413, "Payload Too Large", "chunked body over "
 					                "the limit", 1);
@@ -2632,7 +2655,8 @@ static int listener_process(struct telkin *t, struct listen_conn *c)
 		} else {
 			body_len = (size_t)h.content_length;
 			if (have < body_len) {
-				if (h.head_len + body_len > c->cap)
+				c->need = h.head_len + body_len;
+				if (c->need > c->cap)
 					listener_lend(t, c);
 				return 0;
 			}
@@ -2661,8 +2685,9 @@ static int listener_process(struct telkin *t, struct listen_conn *c)
 
 static void listener_read(struct telkin *t, struct listen_conn *c)
 {
-	while (c->draining) {
-		ssize_t n = read(c->fd, c->buf, c->cap);
+	/* A bounded amount per turn: a client streaming megabytes must not hold the loop. */
+	for (int reads = 0; c->draining && reads < LISTEN_DRAIN_READS; reads++) {
+		ssize_t n = read(c->fd, t->discard, sizeof(t->discard));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -2672,6 +2697,8 @@ static void listener_read(struct telkin *t, struct listen_conn *c)
 			return;
 		}
 	}
+	if (c->draining)
+		return;
 	while (!c->waiting) {
 		ssize_t n;
 		if (c->len == c->cap) {
@@ -2696,24 +2723,23 @@ static void listener_read(struct telkin *t, struct listen_conn *c)
 	}
 }
 
-/* Requests waiting for a body buffer get the free ones: those with input first, oldest first. */
+/*
+ * Requests waiting for a body buffer get one (listener_body_find: free, or taken back from a
+ * stalled borrower): those whose whole request is in first, then those with input, then the
+ * oldest. A request that announced a body and stopped sending is served last.
+ */
 static void listener_resume(struct telkin *t)
 {
-	while (t->n_waiting) {
+	for (size_t tries = 0; t->n_waiting && tries < t->n_conns; tries++) {
 		struct listen_conn *next = NULL;
-		int next_pending = 0, b = -1;
+		int next_pending = 0;
 
-		for (int i = 0; i < LISTEN_BODY_BUFS && b < 0; i++)
-			if (!t->body_owner[i])
-				b = i;
-		if (b < 0)
-			return;
 		for (size_t i = 0; i < t->n_conns; i++) {
 			struct listen_conn *c = &t->conns[i];
 			int pending;
 			if (c->fd < 0 || !c->waiting)
 				continue;
-			pending = listener_pending(c);
+			pending = listener_readiness(c);
 			if (!next || pending > next_pending ||
 			    (pending == next_pending && c->request_started < next->request_started)) {
 				next = c;
@@ -2724,8 +2750,11 @@ static void listener_resume(struct telkin *t)
 			t->n_waiting = 0;
 			return;
 		}
+		t->ready_waiting = next_pending == 2;
 		listener_lend(t, next);
-		if (next->fd >= 0 && !next->waiting && listener_process(t, next) == 0)
+		if (next->waiting)
+			return; /* no buffer for the best candidate: none for the others */
+		if (listener_process(t, next) == 0)
 			listener_read(t, next);
 	}
 }
@@ -2747,10 +2776,13 @@ static int listener_evict_rank(const struct listen_conn *c, int64_t now)
 	return 1;       /* a head that never finished, or never started */
 }
 
-/* A new connection: a free slot, else evict (listener_evict_rank), else 503. */
+/*
+ * New connections, at most LISTEN_ACCEPT_BATCH per loop turn (the rest after the connections
+ * already open are served): a free slot, else evict (listener_evict_rank), else 503.
+ */
 static void listener_accept(struct telkin *t)
 {
-	for (;;) {
+	for (int accepted = 0; accepted < LISTEN_ACCEPT_BATCH; accepted++) {
 		struct listen_conn *slot = NULL;
 		int rank = 4;
 		int64_t now;
@@ -2806,10 +2838,14 @@ static void listener_expire(struct telkin *t, int64_t now)
 	}
 }
 
-/* The nearest time listener_expire has something to do; INT64_MAX when none. */
-static int64_t listener_next_deadline(const struct telkin *t)
+/*
+ * The nearest time listener_expire or listener_resume has something to do; INT64_MAX when none.
+ * While requests wait for a body buffer, a borrower may turn stalled at any time.
+ */
+static int64_t listener_next_deadline(const struct telkin *t, int64_t now)
 {
-	int64_t next = INT64_MAX;
+	int64_t next = !t->n_waiting ? INT64_MAX :
+	               now + (t->ready_waiting ? LISTEN_BODY_STALL_READY_MS : LISTEN_BODY_STALL_MS);
 	for (size_t i = 0; i < t->n_conns; i++) {
 		const struct listen_conn *c = &t->conns[i];
 		int64_t at;
@@ -4080,7 +4116,7 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 		if (drained(t)) /* else the quiet period is not what ends the wait */
 			SOONER(t->last_telemetry + shutdown_quiet_ms(t));
 	}
-	SOONER(listener_next_deadline(t));
+	SOONER(listener_next_deadline(t, now));
 #undef SOONER
 	if (next == INT64_MAX)
 		return -1;
