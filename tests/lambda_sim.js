@@ -762,10 +762,10 @@ class LambdaSim extends EventEmitter {
   }
 
   // Write function log lines outside an invoke (e.g. while the runtime handles SIGTERM).
-  writeFunctionLogs(n, tag = 'extra') {
+  writeFunctionLogs(n, tag = 'extra', message = defaultMessage) {
     const out = [];
     for (let i = 0; i < n; i++) {
-      out.push(this._emitFunctionLog(defaultMessage(`sim:${this.id}:${tag}:${i}`, i), undefined, 'INFO'));
+      out.push(this._emitFunctionLog(message(`sim:${this.id}:${tag}:${i}`, i), undefined, 'INFO'));
     }
     return out;
   }
