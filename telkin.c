@@ -1945,6 +1945,7 @@ struct stats {
 	uint64_t api_failures;        /* /event/next failures survived (Managed Instances) */
 	uint64_t restores;            /* SnapStart restores (0 or 1 in one process) */
 	uint64_t listener_evictions;  /* connections closed to make room for a new one */
+	uint64_t longest_turn_ms;     /* the longest loop turn (poll() return to the next poll()) */
 	uint64_t platform_logs_dropped;   /* platform.logsDropped events received */
 	uint64_t platform_dropped_records; /* the records they say the platform dropped */
 };
@@ -1989,6 +1990,7 @@ struct telkin {
 	size_t body_limit;
 	struct listen_conn *conns;             /* n_conns slots (listener_slots) */
 	size_t n_conns;
+	size_t conns_hi;                       /* slots at and above this index are free */
 	char *listen_heads;                    /* n_conns x LISTEN_HEAD_MAX */
 	char *body_bufs[LISTEN_BODY_BUFS];     /* LISTEN_HEAD_MAX + body_limit each */
 	struct listen_conn *body_owner[LISTEN_BODY_BUFS];
@@ -2430,6 +2432,8 @@ static void listener_close(struct telkin *t, struct listen_conn *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	while (t->conns_hi && t->conns[t->conns_hi - 1].fd < 0)
+		t->conns_hi--;
 	c->len = 0;
 	listener_use_head(t, c);
 	if (c->waiting)
@@ -2734,7 +2738,7 @@ static void listener_resume(struct telkin *t)
 		struct listen_conn *next = NULL;
 		int next_pending = 0;
 
-		for (size_t i = 0; i < t->n_conns; i++) {
+		for (size_t i = 0; i < t->conns_hi; i++) {
 			struct listen_conn *c = &t->conns[i];
 			int pending;
 			if (c->fd < 0 || !c->waiting)
@@ -2795,7 +2799,7 @@ static void listener_accept(struct telkin *t)
 		for (size_t i = 0; i < t->n_conns && !slot; i++)
 			if (t->conns[i].fd < 0)
 				slot = &t->conns[i];
-		for (size_t i = 0; i < t->n_conns && rank && !(slot && slot->fd < 0); i++) {
+		for (size_t i = 0; i < t->conns_hi && rank && !(slot && slot->fd < 0); i++) {
 			struct listen_conn *c = &t->conns[i];
 			int r = listener_evict_rank(c, now);
 			if (r >= 0 && (r < rank || (r == rank && c->last_used < slot->last_used))) {
@@ -2816,6 +2820,8 @@ static void listener_accept(struct telkin *t)
 			t->stats.listener_evictions++;
 		listener_close(t, slot);
 		slot->fd = fd;
+		if ((size_t)(slot - t->conns) >= t->conns_hi)
+			t->conns_hi = (size_t)(slot - t->conns) + 1;
 		slot->served = 0;
 		slot->accepted = now;
 		slot->last_used = now;
@@ -2827,7 +2833,7 @@ static void listener_accept(struct telkin *t)
 /* Drop connections whose request has stalled (slowloris), and drained ones. */
 static void listener_expire(struct telkin *t, int64_t now)
 {
-	for (size_t i = 0; i < t->n_conns; i++) {
+	for (size_t i = 0; i < t->conns_hi; i++) {
 		struct listen_conn *c = &t->conns[i];
 		if (c->fd >= 0 && c->draining && now - c->request_started >= LISTEN_DRAIN_MS) {
 			listener_close(t, c);
@@ -2846,7 +2852,7 @@ static int64_t listener_next_deadline(const struct telkin *t, int64_t now)
 {
 	int64_t next = !t->n_waiting ? INT64_MAX :
 	               now + (t->ready_waiting ? LISTEN_BODY_STALL_READY_MS : LISTEN_BODY_STALL_MS);
-	for (size_t i = 0; i < t->n_conns; i++) {
+	for (size_t i = 0; i < t->conns_hi; i++) {
 		const struct listen_conn *c = &t->conns[i];
 		int64_t at;
 		if (c->fd < 0 || !c->request_started)
@@ -3836,7 +3842,7 @@ static void print_summary(const struct telkin *t)
 	        "retried %llu, refused %llu; dropped platform %llu function %llu extension %llu; "
 	        "batches rejected %llu; queue high-water %zu bytes; connections %llu "
 	        "(TLS handshakes %llu); lost at exit %llu; platform logsDropped %llu (%llu records); "
-	        "listener evictions %llu",
+	        "listener evictions %llu; longest loop turn %llu ms",
 	        (unsigned long long)s->events_received, (unsigned long long)s->events_queued,
 	        (unsigned long long)s->events_filtered, (unsigned long long)s->events_truncated,
 	        (unsigned long long)s->events_shipped, (unsigned long long)s->bytes_shipped,
@@ -3849,7 +3855,7 @@ static void print_summary(const struct telkin *t)
 	        (unsigned long long)t->kin.handshakes, (unsigned long long)s->lost_at_exit,
 	        (unsigned long long)s->platform_logs_dropped,
 	        (unsigned long long)s->platform_dropped_records,
-	        (unsigned long long)s->listener_evictions);
+	        (unsigned long long)s->listener_evictions, (unsigned long long)s->longest_turn_ms);
 }
 
 /* Telemetry silence that ends SHUTDOWN early: two buffering periods and some slack. */
@@ -4129,6 +4135,7 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 static void run(struct telkin *t)
 {
 	struct pollfd *pfd = t->pfd;
+	int64_t turn_started = 0; /* how long the listener may wait for a turn: longest_turn_ms */
 
 	for (;;) {
 		int64_t now = now_ms();
@@ -4152,10 +4159,12 @@ static void run(struct telkin *t)
 		}
 		lis_i = n;
 		pfd[n++] = (struct pollfd){ .fd = t->listen_fd, .events = POLLIN };
-		for (size_t i = 0; i < t->n_conns; i++)
+		for (size_t i = 0; i < t->conns_hi; i++)
 			pfd[n++] = (struct pollfd){ .fd = t->conns[i].fd,
 			                            .events = t->conns[i].waiting ? 0 : POLLIN };
 
+		if (turn_started && (uint64_t)(now_ms() - turn_started) > t->stats.longest_turn_ms)
+			t->stats.longest_turn_ms = (uint64_t)(now_ms() - turn_started);
 		if (poll(pfd, (nfds_t)n, poll_timeout(t, now)) < 0 && errno != EINTR) {
 			if (t->mode != MODE_MANAGED) {
 				api_report_error(t, API_EXIT_ERROR, "Extension.PollFailed", strerror(errno));
@@ -4168,11 +4177,12 @@ static void run(struct telkin *t)
 			continue;
 		}
 		now = now_ms();
+		turn_started = now;
 
 		/* Telemetry first: a batch may carry the runtimeDone the lifecycle waits for. */
 		if (pfd[lis_i].revents)
 			listener_accept(t);
-		for (size_t i = 0; i < t->n_conns; i++) {
+		for (size_t i = 0; i < t->conns_hi && lis_i + 1 + i < (size_t)n; i++) {
 			struct listen_conn *c = &t->conns[i];
 			if (!pfd[lis_i + 1 + i].revents || c->fd != pfd[lis_i + 1 + i].fd)
 				continue;
@@ -4260,7 +4270,7 @@ static void restore_from_snapshot(struct telkin *t, const char *why)
 		hc_fail(&t->kin, "restored from a snapshot"); /* resent on a new connection */
 	else
 		hc_close(&t->kin);
-	for (size_t i = 0; i < t->n_conns; i++)
+	for (size_t i = 0; i < t->conns_hi; i++)
 		if (t->conns[i].fd >= 0 && !t->conns[i].request_started)
 			listener_close(t, &t->conns[i]);
 	if (t->cfg.container_creds) {

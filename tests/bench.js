@@ -123,6 +123,7 @@ function summaryOf(sim) {
     dropped: [dp, df, de].every((x) => x !== undefined) ? dp + df + de : undefined,
     highWater: num(/high-water (\d+)/),
     lost: num(/lost at exit (\d+)/),
+    longestTurn: num(/longest loop turn (\d+) ms/),
   };
 }
 
@@ -991,7 +992,7 @@ async function latencyRun(sink, { record, lineBytes, quota, bin = TELKIN }) {
     return {
       n: ds.length, answers: ans, failed: ds.filter((d) => !(d.status >= 200 && d.status < 300)).length,
       busyDrops: sim.busyDrops || 0, lost: sim.emitted.filter((r) => r.dropped && r.category === 'function').length,
-      calls: s.calls, shipped: s.shipped, cpu, wall,
+      calls: s.calls, shipped: s.shipped, cpu, wall, turn: s.longestTurn,
       throttled: th && { periods: th.periods - before.periods, throttled: th.throttled - before.throttled, ms: th.ms - before.ms },
     };
   } catch (e) {
@@ -1014,6 +1015,7 @@ async function benchLatency(sink) {
       const r = runs[0] && {
         ...runs.reduce((acc, x) => {
           for (const k of ['n', 'failed', 'busyDrops', 'lost', 'calls', 'cpu', 'wall']) acc[k] = (acc[k] || 0) + x[k];
+          acc.turn = Math.max(acc.turn || 0, x.turn || 0);
           return acc;
         }, {}),
         throttled: runs[0].throttled && runs.reduce((acc, x) => ({ periods: acc.periods + x.throttled.periods,
@@ -1027,7 +1029,7 @@ async function benchLatency(sink) {
       if (!r) { console.log(`   ${label}: n/a (no writable cgroup v1 cpu controller)`); row(`POST answer p99, ${label}`, 'n/a', '<< 25 ms', null, CMD('latency')); continue; }
       console.log(`   ${label.padEnd(36)} ${r.n} POSTs in 3 runs: answer p50 ${f(r.p50)} ms, p99 ${f(r.p99)} ms, max ${f(r.max)} ms; ` +
         `failed ${r.failed}, batches dropped by the sender (cut while a POST was unanswered) ${r.busyDrops} ` +
-        `(${r.lost} lines); telkin CPU ${f(r.cpu, 0)} ms in ${r.wall} ms, ${r.calls} PutRecords` +
+        `(${r.lost} lines); telkin CPU ${f(r.cpu, 0)} ms in ${r.wall} ms, ${r.calls} PutRecords, longest loop turn ${r.turn} ms` +
         (r.throttled ? `; throttled in ${r.throttled.throttled} of ${r.throttled.periods} periods (${f(r.throttled.ms, 0)} ms)` : ''));
       row(`POST answer p50/p99/max, ${label}`, `${f(r.p50)}/${f(r.p99)}/${f(r.max)} ms, ${r.busyDrops} dropped`, '<< 25 ms',
         r.p99 < 12.5, CMD('latency'));
