@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -77,9 +78,20 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
 #define TELEMETRY_TIMEOUT_MAX      30000
 
 /* Listener bounds. A batch can exceed maxBytes by its JSON framing, hence 2x plus slack. */
-#define LISTEN_HEAD_MAX            8192            /* request line + headers */
+#define LISTEN_HEAD_MAX            8192            /* request line + headers; each slot's buffer */
 #define LISTEN_BODY_SLACK          (64u << 10)
-#define LISTEN_MAX_CONNS           4               /* Lambda uses one; room for a retry */
+#define LISTEN_SLOTS_MAX           2048            /* connections: 1000+ hostile ones and Lambda's */
+#define LISTEN_SLOTS_MIN           8               /* when RLIMIT_NOFILE leaves less */
+#define LISTEN_FD_RESERVE          32              /* descriptors left for all but the slots */
+#define LISTEN_BODY_BUFS           4               /* large buffers lent to requests with a body */
+#define LISTEN_BACKLOG             4096            /* a burst of connects must not lose a SYN */
+#define LISTEN_BODY_STALL_MS       20              /* a borrower silent this long can lose its buffer */
+#define LISTEN_BODY_STALL_READY_MS 2               /* ... to a request whose whole body is in */
+#define LISTEN_EVICT_GRACE_MS      100             /* a new connection's time to send its head */
+#define LISTEN_LOG_REJECTS         20              /* rejections logged as warnings; then debug */
+#define LISTEN_ACCEPT_BATCH        32              /* accepts per loop turn: then serve the others */
+#define LISTEN_DRAIN_READS         4               /* discarding reads per connection per turn */
+#define LISTEN_DISCARD_BYTES       (64u << 10)
 #define LISTEN_SLOW_REQUEST_MS     10000           /* a started request must finish within this */
 #define LISTEN_DRAIN_MS            1000            /* after an error reply, read and discard */
 #define LISTEN_MAX_EVENTS          TELEMETRY_ITEMS_MAX /* events per batch, the API's maxItems cap */
@@ -139,6 +151,7 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
                                     KINESIS_MAX_STREAM_NAME + KINESIS_MAX_STREAM_ARN + 128)
 
 /* Events in one request: 500 records, several events each with TELKIN_RECORD=ndjson. */
+#define BATCH_SLICE_BYTES          (128u << 10)    /* PutRecords body built per slice, then poll() */
 #define INFLIGHT_MAX_ENTRIES       16384
 #define SANDBOX_ID_LEN             32              /* hex of 128 random bits */
 #define REQUEST_ID_MAX             128
@@ -1897,13 +1910,26 @@ enum phase {
 
 struct listen_conn {
 	int fd;                   /* -1: free slot */
-	char *buf;                /* head + body, LISTEN_HEAD_MAX + body_limit bytes */
+	char *head;               /* the slot's own LISTEN_HEAD_MAX bytes */
+	char *buf;                /* head, or the lent body buffer (LISTEN_HEAD_MAX + body_limit) */
+	size_t cap;               /* of buf */
 	size_t len;
+	int body;                 /* index of the lent body buffer; -1: none */
+	int64_t accepted;
 	int64_t request_started;  /* first byte of the current request; 0 between requests */
-	int64_t last_used;        /* eviction order when every slot is taken */
+	int64_t last_used;        /* last byte read: eviction order, stalled borrowers */
+	int head_done;            /* a valid head arrived: a request in progress, never evicted */
+	int waiting;              /* needs a body buffer; not read until one is free */
+	size_t need;              /* head + Content-Length of the request; 0: chunked (unknown) */
 	int continue_sent;
 	int draining;             /* replied and half-closed: discard input until EOF or timeout */
 	int served;               /* a request was answered on it (a client's keep-alive connection) */
+};
+
+/* Base64 over several pieces (an ndjson record's events): up to 2 bytes wait for the next. */
+struct b64_stream {
+	uint8_t carry[2];
+	size_t n;
 };
 
 struct stats {
@@ -1927,6 +1953,10 @@ struct stats {
 	uint64_t lost_at_exit;
 	uint64_t api_failures;        /* /event/next failures survived (Managed Instances) */
 	uint64_t restores;            /* SnapStart restores (0 or 1 in one process) */
+	uint64_t listener_evictions;  /* connections closed to make room for a new one */
+	uint64_t longest_turn_ms;     /* the longest loop turn (poll() return to the next poll()) */
+	uint64_t platform_logs_dropped;   /* platform.logsDropped events received */
+	uint64_t platform_dropped_records; /* the records they say the platform dropped */
 	uint64_t lost_unanswered;     /* of those, in a request with no answer: they may have arrived */
 	uint64_t throttled_records;   /* records Kinesis answered ProvisionedThroughputExceeded */
 };
@@ -1985,7 +2015,16 @@ struct telkin {
 	/* Listener -> tokenizer. */
 	int listen_fd;
 	size_t body_limit;
-	struct listen_conn conns[LISTEN_MAX_CONNS];
+	struct listen_conn *conns;             /* n_conns slots (listener_slots) */
+	size_t n_conns;
+	size_t conns_hi;                       /* slots at and above this index are free */
+	char *listen_heads;                    /* n_conns x LISTEN_HEAD_MAX */
+	char *body_bufs[LISTEN_BODY_BUFS];     /* LISTEN_HEAD_MAX + body_limit each */
+	struct listen_conn *body_owner[LISTEN_BODY_BUFS];
+	size_t n_waiting;                      /* connections waiting for a body buffer */
+	int ready_waiting;                     /* one of them has its whole request in */
+	struct pollfd *pfd;                    /* 3 + n_conns */
+	char discard[LISTEN_DISCARD_BYTES];    /* what draining connections still send */
 	struct json_token *batch_toks;         /* LISTEN_MAX_EVENTS + 1 */
 	struct json_token event_toks[EVENT_MAX_TOKENS];
 
@@ -2006,6 +2045,18 @@ struct telkin {
 	size_t inflight_bytes;                 /* their data and partition keys */
 	size_t inflight_end[KINESIS_MAX_RECORDS];  /* record i ends before this entry index */
 	size_t *inflight_entries;              /* queue offsets of the request's events */
+	struct batch_cursor {                  /* a body being built in slices (batch_build_step) */
+		int active;
+		size_t last;                       /* queue offset of the last entry taken; SIZE_MAX */
+		size_t n, bytes, rec_bytes;        /* entries taken, data + key bytes, open record's */
+		size_t max_records, max_bytes;     /* this request's size: Kinesis's, or the pacer's */
+		struct queue_entry *open;          /* the record being packed (ndjson) */
+		struct b64_stream b64;
+		char *p;                           /* end of the body so far */
+		size_t hashed;                     /* body bytes hashed so far */
+		struct sigv4_sha256 sha;
+	} build;
+	char payload_hash[SIGV4_HASH_HEX_LEN + 1];
 	int request_out;                       /* a PutRecords is in flight */
 	int resent;                            /* the current request was resent on a new connection */
 	unsigned attempt;                      /* consecutive failed attempts */
@@ -2241,6 +2292,24 @@ static int event_forwarded(const struct config *c, const char *ev, const struct 
 	return 1;
 }
 
+/*
+ * platform.logsDropped: the platform could not deliver telemetry (to telkin, or anywhere). It is
+ * forwarded like any platform event; counted here so the exit summary and the EMF line show it.
+ */
+static void count_logs_dropped(struct telkin *t, const char *ev, const struct json_token *tk,
+                               int n)
+{
+	int rec = n > 0 ? json_object_get(ev, tk, 0, "record") : -1;
+	int i = rec >= 0 && tk[rec].type == JSON_OBJECT ?
+	        json_object_get(ev, tk, rec, "droppedRecords") : -1;
+	int64_t v;
+
+	t->stats.platform_logs_dropped++;
+	if (i >= 0 && json_int64(ev, &tk[i], &v) == 0 && v > 0)
+		t->stats.platform_dropped_records += (uint64_t)v;
+	log_msg(LOG_WARN, "the platform reports dropped telemetry (platform.logsDropped)");
+}
+
 /* One event object (ev[0..len), already validated) into the queue, or counted as dropped. */
 static void ingest_event(struct telkin *t, const char *ev, size_t len)
 {
@@ -2282,6 +2351,8 @@ static void ingest_event(struct telkin *t, const char *ev, size_t len)
 	/* telkin's own needs: the end of the runtime's init, and of the invocation held open. */
 	if (type && json_string_eq(ev, type, "platform.initRuntimeDone"))
 		t->init_runtime_done = 1;
+	if (type && json_string_eq(ev, type, "platform.logsDropped"))
+		count_logs_dropped(t, ev, tk, n);
 	if (type && rid && json_string_eq(ev, type, "platform.runtimeDone") &&
 	    usable_key(ev + rid->start, rid->end - rid->start)) {
 		memcpy(t->runtime_done_id, ev + rid->start, rid->end - rid->start);
@@ -2374,14 +2445,45 @@ static int ingest_batch(struct telkin *t, const char *body, size_t len, char *er
 
 /* ------------------------------------------------------------------------------------------ */
 /* Telemetry listener: an HTTP/1.1 server for Lambda's POSTs. Keep-alive, Content-Length and  */
-/* chunked bodies, a body limit, a bounded number of connections, slow requests timed out.     */
+/* chunked bodies, a body limit, slow requests timed out.                                      */
+/*                                                                                             */
+/* Any process in the sandbox can connect, so slots are many and cheap: each connection has    */
+/* only a LISTEN_HEAD_MAX buffer, enough for a request head and a small body. A request whose  */
+/* valid head (POST /, acceptable length) announces more is lent one of LISTEN_BODY_BUFS large */
+/* buffers; a borrower that stops sending loses it to the next request that needs one. When    */
+/* every slot is taken, a new connection evicts, in this order: one draining after an error   */
+/* reply, one whose head never finished (older first, new ones last), an idle keep-alive      */
+/* connection; never a request whose head has arrived (Lambda's deliveries are such requests  */
+/* from their first read on).                                                                  */
 
-static void listener_close(struct listen_conn *c)
+/* The buffer a connection reads into: its own head buffer, or a lent body buffer. */
+static void listener_use_head(struct telkin *t, struct listen_conn *c)
+{
+	if (c->body >= 0) {
+		t->body_owner[c->body] = NULL;
+		if (c->len <= LISTEN_HEAD_MAX)
+			memcpy(c->head, c->buf, c->len);
+		else
+			c->len = 0; /* only when the connection is being closed or drained */
+	}
+	c->body = -1;
+	c->buf = c->head;
+	c->cap = LISTEN_HEAD_MAX;
+}
+
+static void listener_close(struct telkin *t, struct listen_conn *c)
 {
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	while (t->conns_hi && t->conns[t->conns_hi - 1].fd < 0)
+		t->conns_hi--;
 	c->len = 0;
+	listener_use_head(t, c);
+	if (c->waiting)
+		t->n_waiting--;
+	c->waiting = 0;
+	c->head_done = 0;
 	c->request_started = 0;
 	c->continue_sent = 0;
 	c->draining = 0;
@@ -2392,17 +2494,22 @@ static void listener_close(struct listen_conn *c)
  * kernel send a reset, which can destroy the reply before the client reads it. So half-close,
  * then read and discard what the client still sends, for LISTEN_DRAIN_MS at most.
  */
-static void listener_drain(struct listen_conn *c)
+static void listener_drain(struct telkin *t, struct listen_conn *c)
 {
 	shutdown(c->fd, SHUT_WR);
-	c->draining = 1;
 	c->len = 0;
+	listener_use_head(t, c);
+	if (c->waiting)
+		t->n_waiting--;
+	c->waiting = 0;
+	c->head_done = 0;
+	c->draining = 1;
 	c->request_started = now_ms();
 }
 
 /* Responses are small: one non-blocking send; a peer that cannot take them is dropped. */
-static int listener_respond(struct listen_conn *c, int status, const char *reason,
-                            const char *message, int close_after)
+static int listener_respond(struct telkin *t, struct listen_conn *c, int status,
+                            const char *reason, const char *message, int close_after)
 {
 	char resp[512];
 	char body[300];
@@ -2422,11 +2529,11 @@ static int listener_respond(struct listen_conn *c, int status, const char *reaso
 	if (blen)
 		memcpy(resp + n, body, blen);
 	if (send(c->fd, resp, (size_t)n + blen, MSG_NOSIGNAL) != (ssize_t)((size_t)n + blen)) {
-		listener_close(c);
+		listener_close(t, c);
 		return -1;
 	}
 	if (close_after)
-		listener_drain(c);
+		listener_drain(t, c);
 	return close_after ? -1 : 0;
 }
 
@@ -2435,8 +2542,80 @@ static int listener_reject(struct telkin *t, struct listen_conn *c, int status,
                            const char *reason, const char *message, int close_after)
 {
 	t->stats.batches_rejected++;
-	log_msg(LOG_WARN, "telemetry request rejected: %d %s", status, message);
-	return listener_respond(c, status, reason, message, close_after);
+	log_msg(t->stats.batches_rejected <= LISTEN_LOG_REJECTS ? LOG_WARN : LOG_DEBUG,
+	        "telemetry request rejected: %d %s", status, message);
+	return listener_respond(t, c, status, reason, message, close_after);
+}
+
+/*
+ * How ready c is to fill a body buffer: 2 when the rest of its request is already in the
+ * socket (Lambda's sender writes a request at once), 1 when some input waits, 0 when none.
+ */
+static int listener_readiness(const struct listen_conn *c)
+{
+	int avail = 0;
+
+	if (ioctl(c->fd, FIONREAD, &avail) < 0 || avail <= 0)
+		return 0;
+	return c->need && c->len + (size_t)avail >= c->need ? 2 : 1;
+}
+
+/*
+ * A body buffer for c: a free one, else, when c has input waiting, one taken back from the
+ * borrower that has sent nothing for longest (nothing unread, silent for LISTEN_BODY_STALL_MS,
+ * or LISTEN_BODY_STALL_READY_MS when c's whole request is in): it is answered 408.
+ * -1 when every buffer is in use by a request still sending.
+ */
+static int listener_body_find(struct telkin *t, const struct listen_conn *c)
+{
+	struct listen_conn *victim = NULL;
+	int64_t now = now_ms(), stall;
+	int ready;
+
+	for (int b = 0; b < LISTEN_BODY_BUFS; b++)
+		if (!t->body_owner[b])
+			return b;
+	ready = listener_readiness(c);
+	if (!ready)
+		return -1;
+	stall = ready == 2 ? LISTEN_BODY_STALL_READY_MS : LISTEN_BODY_STALL_MS;
+	for (int b = 0; b < LISTEN_BODY_BUFS; b++) {
+		struct listen_conn *o = t->body_owner[b];
+		if (o != c && now - o->last_used >= stall &&
+		    (!victim || o->last_used < victim->last_used) && !listener_readiness(o))
+			victim = o;
+	}
+	if (!victim)
+		return -1;
+	listener_reject(t, victim, 408, "Request Timeout", "request body stalled while another "
+	                "request needed its buffer", 1);
+	for (int b = 0; b < LISTEN_BODY_BUFS; b++)
+		if (!t->body_owner[b])
+			return b;
+	return -1;
+}
+
+/* A valid head announces more than the head buffer holds: lend a body buffer, or wait. */
+static void listener_lend(struct telkin *t, struct listen_conn *c)
+{
+	int b = listener_body_find(t, c);
+
+	if (b < 0) {
+		if (!c->waiting)
+			t->n_waiting++;
+		if (listener_readiness(c) == 2)
+			t->ready_waiting = 1;
+		c->waiting = 1;   /* not read until a buffer is free (listener_resume) */
+		return;
+	}
+	if (c->waiting)
+		t->n_waiting--;
+	c->waiting = 0;
+	memcpy(t->body_bufs[b], c->buf, c->len);
+	t->body_owner[b] = c;
+	c->body = b;
+	c->buf = t->body_bufs[b];
+	c->cap = LISTEN_HEAD_MAX + t->body_limit;
 }
 
 /*
@@ -2487,10 +2666,11 @@ static int listener_process(struct telkin *t, struct listen_conn *c)
 			listener_reject(t, c, 413, "Payload Too Large", err, 1);
 			return -1;
 		}
+		c->head_done = 1; /* a request in progress: never evicted */
 		if (h.expect_continue && !c->continue_sent) {
 			static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 			if (send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL) != sizeof(cont) - 1) {
-				listener_close(c);
+				listener_close(t, c);
 				return -1;
 			}
 			c->continue_sent = 1;
@@ -2509,31 +2689,42 @@ static int listener_process(struct telkin *t, struct listen_conn *c)
 				return -1;
 			}
 			if (rc == 0) {
-				if (c->len >= LISTEN_HEAD_MAX + t->body_limit) {
+				if (c->len < c->cap)
+					return 0;
+				c->need = 0;
+				if (c->body >= 0) {
 					listener_reject(t, c, 413, "Payload Too Large", "chunked body over "
 					                "the limit", 1);
 					return -1;
 				}
+				listener_lend(t, c);
 				return 0;
 			}
 		} else {
 			body_len = (size_t)h.content_length;
-			if (have < body_len)
+			if (have < body_len) {
+				c->need = h.head_len + body_len;
+				if (c->need > c->cap)
+					listener_lend(t, c);
 				return 0;
+			}
 			consumed = body_len;
 		}
 
 		if (ingest_batch(t, body, body_len, err, sizeof(err)) < 0) {
 			if (listener_reject(t, c, 400, "Bad Request", err, h.close) < 0)
 				return -1;
-		} else if (listener_respond(c, 200, "OK", NULL, h.close) < 0) {
+		} else if (listener_respond(t, c, 200, "OK", NULL, h.close) < 0) {
 			return -1;
 		}
 		c->served = 1;
+		c->head_done = 0;
 		/* Keep what follows (a pipelined request). */
 		consumed += h.head_len;
 		memmove(c->buf, c->buf + consumed, c->len - consumed);
 		c->len -= consumed;
+		if (c->body >= 0 && c->len <= LISTEN_HEAD_MAX)
+			listener_use_head(t, c);
 		c->continue_sent = 0;
 		c->request_started = c->len ? now_ms() : 0;
 	}
@@ -2542,32 +2733,33 @@ static int listener_process(struct telkin *t, struct listen_conn *c)
 
 static void listener_read(struct telkin *t, struct listen_conn *c)
 {
-	size_t cap = LISTEN_HEAD_MAX + t->body_limit;
-
-	while (c->draining) {
-		ssize_t n = read(c->fd, c->buf, cap);
+	/* A bounded amount per turn: a client streaming megabytes must not hold the loop. */
+	for (int reads = 0; c->draining && reads < LISTEN_DRAIN_READS; reads++) {
+		ssize_t n = read(c->fd, t->discard, sizeof(t->discard));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
 		if (n <= 0) {
-			listener_close(c);
+			listener_close(t, c);
 			return;
 		}
 	}
-	for (;;) {
+	if (c->draining)
+		return;
+	while (!c->waiting) {
 		ssize_t n;
-		if (c->len == cap) {
+		if (c->len == c->cap) {
 			listener_reject(t, c, 413, "Payload Too Large", "request over the limit", 1);
 			return;
 		}
-		n = read(c->fd, c->buf + c->len, cap - c->len);
+		n = read(c->fd, c->buf + c->len, c->cap - c->len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
 		if (n <= 0) {
-			listener_close(c);
+			listener_close(t, c);
 			return;
 		}
 		if (!c->request_started)
@@ -2579,37 +2771,86 @@ static void listener_read(struct telkin *t, struct listen_conn *c)
 	}
 }
 
-/* A new connection: a free slot, else the longest-idle connection makes room. */
+/*
+ * Requests waiting for a body buffer get one (listener_body_find: free, or taken back from a
+ * stalled borrower): those whose whole request is in first, then those with input, then the
+ * oldest. A request that announced a body and stopped sending is served last.
+ */
+static void listener_resume(struct telkin *t)
+{
+	for (size_t tries = 0; t->n_waiting && tries < t->n_conns; tries++) {
+		struct listen_conn *next = NULL;
+		int next_pending = 0;
+
+		for (size_t i = 0; i < t->conns_hi; i++) {
+			struct listen_conn *c = &t->conns[i];
+			int pending;
+			if (c->fd < 0 || !c->waiting)
+				continue;
+			pending = listener_readiness(c);
+			if (!next || pending > next_pending ||
+			    (pending == next_pending && c->request_started < next->request_started)) {
+				next = c;
+				next_pending = pending;
+			}
+		}
+		if (!next) {
+			t->n_waiting = 0;
+			return;
+		}
+		t->ready_waiting = next_pending == 2;
+		listener_lend(t, next);
+		if (next->waiting)
+			return; /* no buffer for the best candidate: none for the others */
+		if (listener_process(t, next) == 0)
+			listener_read(t, next);
+	}
+}
+
+/*
+ * Which connection a new one may replace, lowest rank first; -1: never (a request whose head
+ * has arrived). Within a rank the one idle longest goes first.
+ */
+static int listener_evict_rank(const struct listen_conn *c, int64_t now)
+{
+	if (c->draining)
+		return 0;
+	if (c->head_done || c->waiting || c->body >= 0)
+		return -1;
+	if (c->served && !c->len)
+		return 3;   /* a client's idle keep-alive connection: Lambda's sender keeps one */
+	if (now - c->accepted < LISTEN_EVICT_GRACE_MS)
+		return 2;   /* may not have had the time to send its head yet */
+	return 1;       /* a head that never finished, or never started */
+}
+
+/*
+ * New connections, at most LISTEN_ACCEPT_BATCH per loop turn (the rest after the connections
+ * already open are served): a free slot, else evict (listener_evict_rank), else 503.
+ */
 static void listener_accept(struct telkin *t)
 {
-	for (;;) {
+	for (int accepted = 0; accepted < LISTEN_ACCEPT_BATCH; accepted++) {
 		struct listen_conn *slot = NULL;
+		int rank = 4;
+		int64_t now;
 		int fd = accept(t->listen_fd, NULL, NULL);
 		if (fd < 0)
 			return;
 		set_nonblocking(fd);
 		fcntl(fd, F_SETFD, FD_CLOEXEC);
-		for (int i = 0; i < LISTEN_MAX_CONNS && !slot; i++)
+		now = now_ms();
+		for (size_t i = 0; i < t->n_conns && !slot; i++)
 			if (t->conns[i].fd < 0)
 				slot = &t->conns[i];
-		/* Every slot taken: first take in what the idle ones have: a request already sent
-		 * makes its connection busy, a peer that has gone frees its slot. */
-		for (int i = 0; i < LISTEN_MAX_CONNS && !slot; i++) {
+		for (size_t i = 0; i < t->conns_hi && rank && !(slot && slot->fd < 0); i++) {
 			struct listen_conn *c = &t->conns[i];
-			if (!c->request_started)
-				listener_read(t, c);
-			if (c->fd < 0)
+			int r = listener_evict_rank(c, now);
+			if (r >= 0 && (r < rank || (r == rank && c->last_used < slot->last_used))) {
 				slot = c;
-		}
-		/* Then evict a connection that never carried a request before one that did (a
-		 * client's keep-alive connection), the longest-idle first; never a started request. */
-		for (int pass = 0; pass < 2 && !slot; pass++)
-			for (int i = 0; i < LISTEN_MAX_CONNS; i++) {
-				struct listen_conn *c = &t->conns[i];
-				if (!c->request_started && (pass || !c->served) &&
-				    (!slot || c->last_used < slot->last_used))
-					slot = c;
+				rank = r;
 			}
+		}
 		if (!slot) {
 			static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
 			                           "Content-Length: 0\r\nConnection: close\r\n\r\n";
@@ -2619,27 +2860,100 @@ static void listener_accept(struct telkin *t)
 			t->stats.batches_rejected++;
 			continue;
 		}
-		listener_close(slot);
+		if (slot->fd >= 0)
+			t->stats.listener_evictions++;
+		listener_close(t, slot);
 		slot->fd = fd;
+		if ((size_t)(slot - t->conns) >= t->conns_hi)
+			t->conns_hi = (size_t)(slot - t->conns) + 1;
 		slot->served = 0;
-		slot->last_used = now_ms();
+		slot->accepted = now;
+		slot->last_used = now;
 		/* A request already sent marks the connection busy now, before the next accept. */
 		listener_read(t, slot);
 	}
 }
 
-/* Drop connections whose request has stalled (slowloris). */
+/* Drop connections whose request has stalled (slowloris), and drained ones. */
 static void listener_expire(struct telkin *t, int64_t now)
 {
-	for (int i = 0; i < LISTEN_MAX_CONNS; i++) {
+	for (size_t i = 0; i < t->conns_hi; i++) {
 		struct listen_conn *c = &t->conns[i];
 		if (c->fd >= 0 && c->draining && now - c->request_started >= LISTEN_DRAIN_MS) {
-			listener_close(c);
+			listener_close(t, c);
 		} else if (c->fd >= 0 && !c->draining && c->request_started &&
 		    now - c->request_started >= LISTEN_SLOW_REQUEST_MS) {
 			listener_reject(t, c, 408, "Request Timeout", "request not completed in time", 1);
 		}
 	}
+}
+
+/*
+ * The nearest time listener_expire or listener_resume has something to do; INT64_MAX when none.
+ * While requests wait for a body buffer, a borrower may turn stalled at any time.
+ */
+static int64_t listener_next_deadline(const struct telkin *t, int64_t now)
+{
+	int64_t next = !t->n_waiting ? INT64_MAX :
+	               now + (t->ready_waiting ? LISTEN_BODY_STALL_READY_MS : LISTEN_BODY_STALL_MS);
+	for (size_t i = 0; i < t->conns_hi; i++) {
+		const struct listen_conn *c = &t->conns[i];
+		int64_t at;
+		if (c->fd < 0 || !c->request_started)
+			continue;
+		at = c->request_started + (c->draining ? LISTEN_DRAIN_MS : LISTEN_SLOW_REQUEST_MS);
+		if (at < next)
+			next = at;
+	}
+	return next;
+}
+
+/*
+ * Slots from RLIMIT_NOFILE: the soft limit is raised to the hard one when that gives more
+ * (the default soft limit is often 1024), LISTEN_FD_RESERVE descriptors are left for the rest.
+ */
+static size_t listener_slots(void)
+{
+	struct rlimit rl;
+	rlim_t want = LISTEN_SLOTS_MAX + LISTEN_FD_RESERVE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return LISTEN_SLOTS_MIN;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		struct rlimit raised = rl;
+		raised.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			rl = raised;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return LISTEN_SLOTS_MAX;
+	if (rl.rlim_cur < LISTEN_SLOTS_MIN + LISTEN_FD_RESERVE)
+		return LISTEN_SLOTS_MIN;
+	return (size_t)rl.rlim_cur - LISTEN_FD_RESERVE;
+}
+
+/* The slots, their head buffers, the body buffers and the poll array: once, at start. */
+static int listener_alloc(struct telkin *t)
+{
+	t->n_conns = listener_slots();
+	t->conns = calloc(t->n_conns, sizeof(*t->conns));
+	t->listen_heads = malloc(t->n_conns * LISTEN_HEAD_MAX);
+	t->pfd = malloc((3 + t->n_conns) * sizeof(*t->pfd));
+	if (!t->conns || !t->listen_heads || !t->pfd)
+		return -1;
+	for (size_t i = 0; i < t->n_conns; i++) {
+		t->conns[i].fd = -1;
+		t->conns[i].body = -1;
+		t->conns[i].head = t->listen_heads + i * LISTEN_HEAD_MAX;
+		t->conns[i].buf = t->conns[i].head;
+		t->conns[i].cap = LISTEN_HEAD_MAX;
+	}
+	for (int b = 0; b < LISTEN_BODY_BUFS; b++) {
+		t->body_bufs[b] = malloc(LISTEN_HEAD_MAX + t->body_limit);
+		if (!t->body_bufs[b])
+			return -1;
+	}
+	return 0;
 }
 
 /* The address sandbox.localdomain resolves to: /etc/hosts, then the resolver; else loopback. */
@@ -2665,7 +2979,7 @@ static int listener_open(struct telkin *t, char *err, size_t errcap)
 		goto fail;
 	setsockopt(t->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(t->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(t->listen_fd, 16) < 0)
+	    listen(t->listen_fd, LISTEN_BACKLOG) < 0)
 		goto fail;
 	log_msg(LOG_DEBUG, "listening on %s:%u", inet_ntoa(sa.sin_addr), t->cfg.listen_port);
 	return 0;
@@ -2819,12 +3133,6 @@ static char *append(char *p, const char *s, size_t n)
 
 #define APPEND_LIT(p, lit) append((p), (lit), sizeof(lit) - 1)
 
-/* Base64 over several pieces (an ndjson record's events): up to 2 bytes wait for the next. */
-struct b64_stream {
-	uint8_t carry[2];
-	size_t n;
-};
-
 static char *b64_put(struct b64_stream *b, char *out, const void *data, size_t len)
 {
 	const uint8_t *p = data;
@@ -2866,21 +3174,27 @@ static char *b64_end(struct b64_stream *b, char *out)
  * same partition key share a record, newline-separated, up to TELKIN_RECORD_MAX_BYTES.
  * Kinesis record i carries the queue entries inflight_entries[inflight_end[i-1]..end[i]).
  * The pacer may ask for less (pace.max_records, pace.max_bytes); the first record always goes.
- * Returns the number of Kinesis records.
+ *
+ * Built in slices so that the listener is answered between them (a 5 MiB body takes several
+ * milliseconds, more at a small function's CPU share): batch_begin, then batch_build_step until
+ * it returns 1, each call writing about `budget` bytes of body and hashing them (the SigV4
+ * payload hash, ready in t->payload_hash at the end). Between steps the queue only grows at its
+ * tail (nothing leaves it while no request is out), so the cursor stays valid.
  */
-static size_t batch_build(struct telkin *t)
+static void batch_begin(struct telkin *t)
 {
+	struct batch_cursor *bc = &t->build;
 	char *p = t->req_body;
-	size_t bytes = 0, rec_bytes = 0, off, n = 0;
-	size_t max_records = KINESIS_MAX_RECORDS, max_bytes = KINESIS_MAX_REQUEST_BYTES;
-	struct queue_entry *open = NULL; /* the record being packed (ndjson) */
-	struct b64_stream b64 = { { 0, 0 }, 0 };
-	int pack = t->cfg.record_mode == RECORD_NDJSON;
 
-	if (t->pace.max_records && t->pace.max_records < max_records)
-		max_records = t->pace.max_records;
-	if (t->pace.max_bytes && t->pace.max_bytes < max_bytes)
-		max_bytes = t->pace.max_bytes;
+	memset(bc, 0, sizeof(*bc));
+	bc->active = 1;
+	bc->last = SIZE_MAX;
+	bc->max_records = KINESIS_MAX_RECORDS;
+	bc->max_bytes = KINESIS_MAX_REQUEST_BYTES;
+	if (t->pace.max_records && t->pace.max_records < bc->max_records)
+		bc->max_records = t->pace.max_records;
+	if (t->pace.max_bytes && t->pace.max_bytes < bc->max_bytes)
+		bc->max_bytes = t->pace.max_bytes;
 	t->pace.capped = 0;
 	t->inflight_count = 0;
 	p = APPEND_LIT(p, "{\"StreamName\":\"");
@@ -2890,55 +3204,93 @@ static size_t batch_build(struct telkin *t)
 		p = append(p, t->cfg.stream_arn, strlen(t->cfg.stream_arn));
 	}
 	p = APPEND_LIT(p, "\",\"Records\":[");
-	for (off = queue_first(&t->q); off != SIZE_MAX; off = queue_next(&t->q, off)) {
+	bc->p = p;
+	sigv4_sha256_init(&bc->sha);
+}
+
+/* 1: the body is complete (t->inflight_count records, maybe 0); 0: call again. */
+static int batch_build_step(struct telkin *t, size_t budget)
+{
+	struct batch_cursor *bc = &t->build;
+	char *p = bc->p, *from = t->req_body + bc->hashed;
+	int pack = t->cfg.record_mode == RECORD_NDJSON;
+	size_t off = bc->last == SIZE_MAX ? queue_first(&t->q) : queue_next(&t->q, bc->last);
+	uint8_t digest[32];
+
+	for (; off != SIZE_MAX; off = queue_next(&t->q, off)) {
 		struct queue_entry *e = queue_at(&t->q, off);
 		size_t size = (size_t)e->data_len + e->pk_len;
 		if (e->state != ENTRY_PENDING)
 			continue;
-		if (n == INFLIGHT_MAX_ENTRIES)
+		if (bc->n == INFLIGHT_MAX_ENTRIES)
 			break;
-		if (pack && open && open->pk_len == e->pk_len &&
-		    !memcmp(entry_pk(open), entry_pk(e), e->pk_len) &&
-		    rec_bytes + 1 + e->data_len <= t->cfg.record_max_bytes &&
-		    bytes + 1 + e->data_len <= max_bytes) {
-			p = b64_put(&b64, p, "\n", 1);
-			p = b64_put(&b64, p, entry_data(e), e->data_len);
-			rec_bytes += 1 + e->data_len;
-			bytes += 1 + e->data_len;
+		if ((size_t)(p - from) >= budget) {
+			bc->p = p;
+			sigv4_sha256_update(&bc->sha, from, (size_t)(p - from));
+			bc->hashed = (size_t)(p - t->req_body);
+			return 0;
+		}
+		if (pack && bc->open && bc->open->pk_len == e->pk_len &&
+		    !memcmp(entry_pk(bc->open), entry_pk(e), e->pk_len) &&
+		    bc->rec_bytes + 1 + e->data_len <= t->cfg.record_max_bytes &&
+		    bc->bytes + 1 + e->data_len <= bc->max_bytes) {
+			p = b64_put(&bc->b64, p, "\n", 1);
+			p = b64_put(&bc->b64, p, entry_data(e), e->data_len);
+			bc->rec_bytes += 1 + e->data_len;
+			bc->bytes += 1 + e->data_len;
 		} else {
-			if (t->inflight_count == max_records ||
-			    (t->inflight_count && bytes + size > max_bytes)) {
+			if (t->inflight_count == bc->max_records ||
+			    (t->inflight_count && bc->bytes + size > bc->max_bytes)) {
 				t->pace.capped = t->inflight_count < KINESIS_MAX_RECORDS &&
-				                 bytes + size <= KINESIS_MAX_REQUEST_BYTES;
+				                 bc->bytes + size <= KINESIS_MAX_REQUEST_BYTES;
 				break;
 			}
-			if (open) { /* close the previous record */
-				p = b64_end(&b64, p);
+			if (bc->open) { /* close the previous record */
+				p = b64_end(&bc->b64, p);
 				p = APPEND_LIT(p, "\",\"PartitionKey\":\"");
-				p = append(p, entry_pk(open), open->pk_len);
+				p = append(p, entry_pk(bc->open), bc->open->pk_len);
 				p = APPEND_LIT(p, "\"},");
 			}
 			p = APPEND_LIT(p, "{\"Data\":\"");
-			p = b64_put(&b64, p, entry_data(e), e->data_len);
-			open = e;
-			rec_bytes = size;
-			bytes += size;
+			p = b64_put(&bc->b64, p, entry_data(e), e->data_len);
+			bc->open = e;
+			bc->rec_bytes = size;
+			bc->bytes += size;
 			t->inflight_count++;
 		}
-		t->inflight_entries[n++] = off;
-		t->inflight_end[t->inflight_count - 1] = n;
+		t->inflight_entries[bc->n++] = off;
+		t->inflight_end[t->inflight_count - 1] = bc->n;
+		bc->last = off;
 	}
-	if (open) {
-		p = b64_end(&b64, p);
+	if (bc->open) {
+		p = b64_end(&bc->b64, p);
 		p = APPEND_LIT(p, "\",\"PartitionKey\":\"");
-		p = append(p, entry_pk(open), open->pk_len);
+		p = append(p, entry_pk(bc->open), bc->open->pk_len);
 		p = APPEND_LIT(p, "\"}");
 	}
 	p = APPEND_LIT(p, "]}");
 	t->req_body_len = (size_t)(p - t->req_body);
-	t->inflight_bytes = bytes;
+	t->inflight_bytes = bc->bytes;
+	sigv4_sha256_update(&bc->sha, from, (size_t)(p - from));
+	sigv4_sha256_out(&bc->sha, digest);
+	for (int i = 0; i < 32; i++) {
+		t->payload_hash[2 * i] = "0123456789abcdef"[digest[i] >> 4];
+		t->payload_hash[2 * i + 1] = "0123456789abcdef"[digest[i] & 15];
+	}
+	t->payload_hash[SIGV4_HASH_HEX_LEN] = 0;
+	bc->active = 0;
+	return 1;
+}
+
+#ifdef TELKIN_TEST
+/* The whole body at once (tests, fuzzers). Returns the number of Kinesis records. */
+static size_t batch_build(struct telkin *t)
+{
+	batch_begin(t);
+	batch_build_step(t, SIZE_MAX);
 	return t->inflight_count;
 }
+#endif
 
 /* The queue entries of Kinesis record i of the request. */
 static size_t inflight_first(const struct telkin *t, size_t i)
@@ -2961,7 +3313,7 @@ static int kinesis_sign(struct telkin *t)
 	int n;
 
 	sigv4_amz_date(time(NULL), amz_date);
-	sigv4_payload_hash(t->req_body, t->req_body_len, payload);
+	memcpy(payload, t->payload_hash, sizeof(payload)); /* batch_build_step hashed the body */
 #define HDR(n_, v_) (hs[nh++] = (struct sigv4_header){ n_, strlen(n_), v_, strlen(v_) })
 	HDR("Host", t->cfg.kinesis.host_header);
 	HDR("Content-Type", ctype);
@@ -3188,14 +3540,19 @@ static void kinesis_connection_check(struct telkin *t, int64_t now)
 
 static void kinesis_send(struct telkin *t, int64_t now)
 {
-	creds_refresh(t, now);
-	if (t->cfg.container_creds && !t->cfg.creds.access_key_id[0]) {
-		/* None since a restore: nothing can be signed until the provider answers. */
-		t->retry_at = t->creds_retry_at > now ? t->creds_retry_at : now + CRED_RETRY_MS;
-		return;
+	if (!t->build.active) {
+		creds_refresh(t, now);
+		if (t->cfg.container_creds && !t->cfg.creds.access_key_id[0]) {
+			/* None since a restore: nothing can be signed until the provider answers. */
+			t->retry_at = t->creds_retry_at > now ? t->creds_retry_at : now + CRED_RETRY_MS;
+			return;
+		}
+		pace_size(&t->pace, now);
+		batch_begin(t);
 	}
-	pace_size(&t->pace, now);
-	if (!batch_build(t))
+	if (!batch_build_step(t, BATCH_SLICE_BYTES))
+		return; /* the rest after poll(): the listener is served in between */
+	if (!t->inflight_count)
 		return;
 	if (kinesis_sign(t) < 0) {
 		log_msg(LOG_ERROR, "could not sign a PutRecords request");
@@ -3821,7 +4178,8 @@ static void print_summary(const struct telkin *t)
 	        "shipped %llu (%llu bytes) in %llu records and %llu PutRecords calls (%llu failed), "
 	        "retried %llu (throttled %llu), refused %llu; dropped platform %llu function %llu extension %llu; "
 	        "batches rejected %llu; queue high-water %zu bytes; connections %llu "
-	        "(TLS handshakes %llu); lost at exit %llu (unanswered %llu); sandbox %s, "
+	        "(TLS handshakes %llu); lost at exit %llu (unanswered %llu); platform logsDropped %llu "
+	        "(%llu records); listener evictions %llu; longest loop turn %llu ms; sandbox %s, "
 	        "system calls denied %llu",
 	        (unsigned long long)s->events_received, (unsigned long long)s->events_queued,
 	        (unsigned long long)s->events_filtered, (unsigned long long)s->events_truncated,
@@ -3834,7 +4192,11 @@ static void print_summary(const struct telkin *t)
 	        (unsigned long long)s->dropped_records[2], (unsigned long long)s->batches_rejected,
 	        t->q.high_water, (unsigned long long)t->kin.connects,
 	        (unsigned long long)t->kin.handshakes, (unsigned long long)s->lost_at_exit,
-	        (unsigned long long)s->lost_unanswered, sandbox_state(), sandbox_denied());
+	        (unsigned long long)s->lost_unanswered,
+	        (unsigned long long)s->platform_logs_dropped,
+	        (unsigned long long)s->platform_dropped_records,
+	        (unsigned long long)s->listener_evictions, (unsigned long long)s->longest_turn_ms,
+	        sandbox_state(), sandbox_denied());
 }
 
 /* Telemetry silence that ends SHUTDOWN early: two buffering periods and some slack. */
@@ -3938,10 +4300,10 @@ static void metrics_emit(struct telkin *t, int64_t now)
 	static const char *const names[] = {
 		"EventsReceived", "EventsShipped", "EventsDropped", "EventsTruncated", "EventsRetried",
 		"PutRecordsCalls", "PutRecordsErrors", "Reconnects", "TLSHandshakes", "EventsLost",
-		"RecordsThrottled",
+		"RecordsThrottled", "PlatformLogsDropped", "PlatformRecordsDropped",
 	};
 	const struct stats *s = &t->stats, *b = &t->metrics_base;
-	uint64_t dropped = 0, values[11];
+	uint64_t dropped = 0, values[sizeof(names) / sizeof(names[0])];
 	char line[2048];
 	size_t n = 0;
 
@@ -3958,11 +4320,13 @@ static void metrics_emit(struct telkin *t, int64_t now)
 	values[8] = t->kin.handshakes - t->metrics_handshakes;
 	values[9] = s->lost_at_exit - b->lost_at_exit;
 	values[10] = s->throttled_records - b->throttled_records;
+	values[11] = s->platform_logs_dropped - b->platform_logs_dropped;
+	values[12] = s->platform_dropped_records - b->platform_dropped_records;
 #define OUT(...) (n += (size_t)snprintf(line + n, n < sizeof(line) ? sizeof(line) - n : 0, \
                                        __VA_ARGS__))
 	OUT("{\"_aws\":{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{\"Namespace\":\"telkin\","
 	    "\"Dimensions\":[[\"FunctionName\"]],\"Metrics\":[", (long long)wall_ms());
-	for (int i = 0; i < 11; i++)
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++)
 		OUT("{\"Name\":\"%s\",\"Unit\":\"Count\"},", names[i]);
 	OUT("{\"Name\":\"PutRecordsLatencyP50\",\"Unit\":\"Milliseconds\"},"
 	    "{\"Name\":\"PutRecordsLatencyP99\",\"Unit\":\"Milliseconds\"},"
@@ -3972,7 +4336,7 @@ static void metrics_emit(struct telkin *t, int64_t now)
 		n += json_escape(line + n, sizeof(line) - n, t->cfg.function_name,
 		                 strlen(t->cfg.function_name));
 	OUT("\"");
-	for (int i = 0; i < 11; i++)
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++)
 		OUT(",\"%s\":%llu", names[i], (unsigned long long)values[i]);
 	OUT(",\"PutRecordsLatencyP50\":%u,\"PutRecordsLatencyP99\":%u,\"QueueHighWaterBytes\":%zu}\n",
 	    latency_percentile(t->latency_hist, 50), latency_percentile(t->latency_hist, 99),
@@ -4131,6 +4495,8 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 	int64_t next = INT64_MAX;
 
 #define SOONER(x) do { if ((x) < next) next = (x); } while (0)
+	if (t->build.active) /* a PutRecords body half built: the next slice after the listener */
+		SOONER(now);
 	if (t->request_out && hc_next_deadline(&t->kin))
 		SOONER(hc_next_deadline(&t->kin));
 	else if (!t->q.count || t->shutdown_cut == 2)
@@ -4158,10 +4524,7 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 		if (drained(t)) /* else the quiet period is not what ends the wait */
 			SOONER(t->last_telemetry + shutdown_quiet_ms(t));
 	}
-	for (int i = 0; i < LISTEN_MAX_CONNS; i++)
-		if (t->conns[i].fd >= 0 && t->conns[i].request_started)
-			SOONER(t->conns[i].request_started + (t->conns[i].draining ? LISTEN_DRAIN_MS :
-			                                      LISTEN_SLOW_REQUEST_MS));
+	SOONER(listener_next_deadline(t, now));
 #undef SOONER
 	if (next == INT64_MAX)
 		return -1;
@@ -4173,7 +4536,8 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 /* The loop: every connection is a state machine stepped by poll(). */
 static void run(struct telkin *t)
 {
-	struct pollfd pfd[3 + LISTEN_MAX_CONNS];
+	struct pollfd *pfd = t->pfd;
+	int64_t turn_started = 0; /* how long the listener may wait for a turn: longest_turn_ms */
 
 	for (;;) {
 		int64_t now = now_ms();
@@ -4182,7 +4546,7 @@ static void run(struct telkin *t)
 		lifecycle_step(t, now);
 		shutdown_give_up(t, now);
 		kinesis_wait_fit(t, now);
-		if (ship_due(t, now))
+		if (t->build.active || ship_due(t, now))
 			kinesis_send(t, now);
 		if (t->request_out && t->kin.state == HC_FAILED) {
 			kinesis_on_response(t, now);
@@ -4199,9 +4563,12 @@ static void run(struct telkin *t)
 		}
 		lis_i = n;
 		pfd[n++] = (struct pollfd){ .fd = t->listen_fd, .events = POLLIN };
-		for (int i = 0; i < LISTEN_MAX_CONNS; i++)
-			pfd[n++] = (struct pollfd){ .fd = t->conns[i].fd, .events = POLLIN };
+		for (size_t i = 0; i < t->conns_hi; i++)
+			pfd[n++] = (struct pollfd){ .fd = t->conns[i].fd,
+			                            .events = t->conns[i].waiting ? 0 : POLLIN };
 
+		if (turn_started && (uint64_t)(now_ms() - turn_started) > t->stats.longest_turn_ms)
+			t->stats.longest_turn_ms = (uint64_t)(now_ms() - turn_started);
 		if (poll(pfd, (nfds_t)n, poll_timeout(t, now)) < 0 && errno != EINTR) {
 			if (t->mode != MODE_MANAGED) {
 				api_report_error(t, API_EXIT_ERROR, "Extension.PollFailed", strerror(errno));
@@ -4214,13 +4581,21 @@ static void run(struct telkin *t)
 			continue;
 		}
 		now = now_ms();
+		turn_started = now;
 
 		/* Telemetry first: a batch may carry the runtimeDone the lifecycle waits for. */
 		if (pfd[lis_i].revents)
 			listener_accept(t);
-		for (int i = 0; i < LISTEN_MAX_CONNS; i++)
-			if (pfd[lis_i + 1 + i].revents && t->conns[i].fd == pfd[lis_i + 1 + i].fd)
-				listener_read(t, &t->conns[i]);
+		for (size_t i = 0; i < t->conns_hi && lis_i + 1 + i < (size_t)n; i++) {
+			struct listen_conn *c = &t->conns[i];
+			if (!pfd[lis_i + 1 + i].revents || c->fd != pfd[lis_i + 1 + i].fd)
+				continue;
+			if (c->waiting) /* polled for nothing: the peer is gone */
+				listener_close(t, c);
+			else
+				listener_read(t, c);
+		}
+		listener_resume(t);
 		listener_expire(t, now);
 
 		if (t->kin.state != HC_IDLE || kin_i >= 0) {
@@ -4291,6 +4666,7 @@ static void run(struct telkin *t)
 #define SB_SOCK_DGRAM    2
 #define SB_SOCK_TYPE_MASK 0xfu
 #define SB_SOCK_FLAGS    (04000u | 02000000u)
+#define SB_FIONREAD      0x541Bu           /* include/uapi/asm-generic/ioctls.h (both arches) */
 
 struct sb_insn {                           /* struct sock_filter */
 	uint16_t code;
@@ -4304,8 +4680,8 @@ struct sb_prog {                           /* struct sock_fprog */
 };
 
 /* System calls allowed only with some arguments: the check, and which argument it reads. */
-enum sb_check { SB_OPEN_READ_ONLY, SB_NO_EXEC, SB_SOCKET_INET, SB_FCNTL_FLAGS };
-static const uint8_t SB_CHECK_LEN[] = { 2, 2, 8, 3 };   /* instructions of each, below */
+enum sb_check { SB_OPEN_READ_ONLY, SB_NO_EXEC, SB_SOCKET_INET, SB_FCNTL_FLAGS, SB_IOCTL_FIONREAD };
+static const uint8_t SB_CHECK_LEN[] = { 2, 2, 8, 3, 2 };   /* instructions of each, below */
 
 struct sb_checked {
 	uint16_t nr;
@@ -4349,6 +4725,7 @@ static const struct sb_checked SB_X86_64_CHECKED[] = {
 	{ 2 /* open */, SB_OPEN_READ_ONLY, 1 }, { 257 /* openat */, SB_OPEN_READ_ONLY, 2 },
 	{ 9 /* mmap */, SB_NO_EXEC, 2 }, { 10 /* mprotect */, SB_NO_EXEC, 2 },
 	{ 41 /* socket */, SB_SOCKET_INET, 0 }, { 72 /* fcntl */, SB_FCNTL_FLAGS, 1 },
+	{ 16 /* ioctl */, SB_IOCTL_FIONREAD, 1 },
 };
 static const struct sandbox_arch SANDBOX_X86_64 = {
 	"x86_64", SB_AUDIT_ARCH_X86_64, SB_X32_SYSCALL_BIT,
@@ -4369,7 +4746,7 @@ static const uint16_t SB_AARCH64_ALLOWED[] = {
 static const struct sb_checked SB_AARCH64_CHECKED[] = {
 	{ 56 /* openat */, SB_OPEN_READ_ONLY, 2 }, { 222 /* mmap */, SB_NO_EXEC, 2 },
 	{ 226 /* mprotect */, SB_NO_EXEC, 2 }, { 198 /* socket */, SB_SOCKET_INET, 0 },
-	{ 25 /* fcntl */, SB_FCNTL_FLAGS, 1 },
+	{ 25 /* fcntl */, SB_FCNTL_FLAGS, 1 }, { 29 /* ioctl */, SB_IOCTL_FIONREAD, 1 },
 };
 static const struct sandbox_arch SANDBOX_AARCH64 = {
 	"arm64", SB_AUDIT_ARCH_AARCH64, 0,
@@ -4423,6 +4800,9 @@ static size_t sandbox_filter(const struct sandbox_arch *a, struct sb_insn *f, si
 		case SB_NO_EXEC:
 			EMIT(SB_JSET, TO(deny), TO(allow), SB_PROT_EXEC);
 			break;
+		case SB_IOCTL_FIONREAD:                /* the listener: is a whole body waiting? */
+			EMIT(SB_JEQ, TO(allow), TO(deny), SB_FIONREAD);
+			break;
 		case SB_FCNTL_FLAGS:                   /* F_GETFD, F_SETFD, F_GETFL, F_SETFL */
 			EMIT(SB_JGE, 0, TO(deny), SB_F_GETFD);
 			EMIT(SB_JGT, TO(deny), TO(allow), SB_F_SETFL);
@@ -4447,14 +4827,14 @@ static size_t sandbox_filter(const struct sandbox_arch *a, struct sb_insn *f, si
 }
 
 /*
- * Descriptors the loop may hold at once, what RLIMIT_NOFILE becomes: stdin, stdout, stderr; the
- * listener; its LISTEN_MAX_CONNS connections and the one accepted before a slot is freed for it
- * (or it is answered 503); the Extensions API and Kinesis clients; a container credentials
- * fetch's client and its token file; an error report's own client (api_report_error); the
- * resolver's one at a time (/etc/hosts or resolv.conf, then its UDP socket). Descriptors
- * inherited from whoever started telkin are added to it when it applies.
+ * Descriptors the loop may hold at once besides the listener's t->n_conns connections (sized
+ * from RLIMIT_NOFILE at start, listener_slots): RLIMIT_NOFILE becomes their sum. stdin, stdout,
+ * stderr; the listener; the one accepted before a slot is freed for it; the Extensions API and
+ * Kinesis clients; a container credentials fetch's client and its token file; an error report's
+ * own client (api_report_error); the resolver's one at a time (/etc/hosts or resolv.conf, then
+ * its UDP socket). Descriptors inherited from whoever started telkin are added when it applies.
  */
-#define SANDBOX_FDS_MAX (3 + 1 + LISTEN_MAX_CONNS + 1 + 2 + 2 + 1 + 1)
+#define SANDBOX_FDS_FIXED (3 + 1 + 1 + 2 + 2 + 1 + 1)
 
 /* How long the first /event/next may take to go out before the filter goes on regardless. */
 #define SANDBOX_NEXT_WAIT_MS 100
@@ -4542,14 +4922,15 @@ static void sandbox_sigsys(int sig, siginfo_t *si, void *ctx)
 /*
  * Resource limits, before the filter (they hold under qemu too, where the filter is refused):
  * no core dump (it would hold the credentials), no new process (RLIMIT_NPROC 0; root is exempt,
- * the filter is not), and no more descriptors than the loop holds (SANDBOX_FDS_MAX, plus any
+ * the filter is not), and no more descriptors than the loop holds (SANDBOX_FDS_FIXED and the
+ * listener's slots, plus any
  * inherited ones that sit below it). RLIMIT_FSIZE is left alone: with stderr redirected to a
  * file, the first log line would raise SIGXFSZ, which kills.
  */
 static void sandbox_limits(const struct telkin *t)
 {
 	struct rlimit none = { 0, 0 }, files;
-	rlim_t fds = SANDBOX_FDS_MAX;
+	rlim_t fds = SANDBOX_FDS_FIXED + t->n_conns;
 
 	if (setrlimit(RLIMIT_CORE, &none) < 0 || setrlimit(RLIMIT_NPROC, &none) < 0)
 		log_msg(LOG_WARN, "sandbox: setrlimit: %s", strerror(errno));
@@ -4787,9 +5168,9 @@ static void restore_from_snapshot(struct telkin *t, const char *why)
 		hc_fail(&t->kin, "restored from a snapshot"); /* resent on a new connection */
 	else
 		hc_close(&t->kin);
-	for (int i = 0; i < LISTEN_MAX_CONNS; i++)
+	for (size_t i = 0; i < t->conns_hi; i++)
 		if (t->conns[i].fd >= 0 && !t->conns[i].request_started)
-			listener_close(&t->conns[i]);
+			listener_close(t, &t->conns[i]);
 	if (t->cfg.container_creds) {
 		creds_wipe(&t->cfg.creds);
 		sigv4_set_credentials(&t->signer, t->cfg.creds.access_key_id,
@@ -4815,13 +5196,7 @@ static int buffers_alloc(struct telkin *t)
 	if (!t->q.mem || !t->req_body || !t->kin.buf || !t->batch_toks || !t->resp_toks ||
 	    !t->inflight_entries)
 		return -1;
-	for (int i = 0; i < LISTEN_MAX_CONNS; i++) {
-		t->conns[i].fd = -1;
-		t->conns[i].buf = malloc(LISTEN_HEAD_MAX + t->body_limit);
-		if (!t->conns[i].buf)
-			return -1;
-	}
-	return 0;
+	return listener_alloc(t);
 }
 
 /* For an https endpoint: the anchors (built in, plus TELKIN_CA_FILE's) and the TLS context. */

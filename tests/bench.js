@@ -32,7 +32,14 @@
 //           first event to the deadline, plus the burst, capped by what was destined to it), and
 //           whether arrived + reported lost == accepted
 //
-// usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt,pushback] [--runs N] [--events N]
+//   latency the time from a telemetry POST's last byte to telkin's answer (the simulator's 'aws'
+//           sender, which drops a batch cut while a POST is unanswered), p50/p99/max, while a
+//           function logs 20 000 lines in 1 s and telkin ships them to the fast sink (as events,
+//           and packed as ndjson: 5 MiB PutRecords bodies); at full speed and with telkin held to
+//           7.2 % of a core (a 128 MB function's share) by a cgroup v1 cpu quota (root and a
+//           writable /sys/fs/cgroup/cpu needed, else that half is n/a)
+//
+// usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt,pushback,latency] [--runs N] [--events N]
 //                      [--invokes N] [--frequent N] [--rare N]
 //                      pushback only: [--lines N] [--shards 1,2,4] [--keys sandbox,request,random]
 //                      [--records event,ndjson]
@@ -53,7 +60,7 @@ const BUDGET_MS = 300000;
 
 function parseArgs(argv) {
   const a = {
-    only: ['cold', 'rss', 'tput', 'invoke', 'strategy', 'packing', 'tlsrtt', 'pushback'], runs: 30, events: 500000, invokes: 100,
+    only: ['cold', 'rss', 'tput', 'invoke', 'strategy', 'packing', 'tlsrtt', 'pushback', 'latency'], runs: 30, events: 500000, invokes: 100,
     frequent: 58, rare: 2,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -129,6 +136,7 @@ function summaryOf(sim) {
     dropped: [dp, df, de].every((x) => x !== undefined) ? dp + df + de : undefined,
     highWater: num(/high-water (\d+)/),
     lost: num(/lost at exit (\d+)/),
+    longestTurn: num(/longest loop turn (\d+) ms/),
   };
 }
 
@@ -1042,10 +1050,114 @@ async function benchPushback(a) {
 
 // ------------------------------------------------------------------------------------------------
 
+// ------------------------------------------------------------------------------------------------
+// h. Answer latency of the telemetry listener
+
+// A cgroup v1 cpu group with quota/period, or null when it cannot be made.
+function cpuGroup(quotaUs, periodUs) {
+  const dir = `/sys/fs/cgroup/cpu/telkin-bench-${process.pid}`;
+  try {
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'cpu.cfs_period_us'), String(periodUs));
+    fs.writeFileSync(path.join(dir, 'cpu.cfs_quota_us'), String(quotaUs));
+  } catch { return null; }
+  const rm = () => { try { fs.rmdirSync(dir); } catch { /* busy or gone */ } };
+  process.on('exit', rm);
+  return {
+    add(pid) { fs.writeFileSync(path.join(dir, 'tasks'), String(pid)); },
+    throttled() {
+      const st = fs.readFileSync(path.join(dir, 'cpu.stat'), 'utf8');
+      const n = (k) => Number((new RegExp(`^${k} (\\d+)`, 'm').exec(st) || [])[1]);
+      return { periods: n('nr_periods'), throttled: n('nr_throttled'), ms: n('throttled_time') / 1e6 };
+    },
+    close: rm,
+  };
+}
+
+async function latencyRun(sink, { record, lineBytes, quota, bin = TELKIN }) {
+  const env = telkinEnv(sink, await freePort(), { TELKIN_RECORD: record, TELKIN_FLUSH: 'end' });
+  const sim = new LambdaSim({ bin, env, initTimeoutMs: 5000, sender: 'aws', functionTimeoutMs: 60000 });
+  const group = quota ? cpuGroup(7200, 100000) : null;
+  try {
+    if (quota && !group) return null;
+    await sim.start();
+    await sim.waitInit();
+    for (let i = 0; i < 3; i++) await sim.invoke({ lines: 3 });
+    if (group) group.add(sim.pid);
+    const before = group && group.throttled();
+    const cpu0 = cpuMs(sim.pid);
+    const from = sim.deliveries.length;
+    const pad = 'x'.repeat(Math.max(0, lineBytes - 120));
+    const t0 = Date.now();
+    await sim.invoke({
+      lines: 0,
+      beforeDone: async () => {
+        for (let i = 0; i < 100; i++) {   // 20 000 lines in about a second
+          sim.writeFunctionLogs(200, `lat${i}`, (m) => `${m} ${pad}`);
+          await sleep(10);
+        }
+        await sleep(200);
+      },
+    });
+    const wall = Date.now() - t0;
+    const cpu = cpuMs(sim.pid) - cpu0;
+    const th = group && group.throttled();
+    await sim.shutdown();
+    const ds = sim.deliveries.slice(from);
+    const ans = ds.filter((d) => d.answerMs !== null).map((d) => d.answerMs);
+    const s = summaryOf(sim);
+    return {
+      n: ds.length, answers: ans, failed: ds.filter((d) => !(d.status >= 200 && d.status < 300)).length,
+      busyDrops: sim.busyDrops || 0, lost: sim.emitted.filter((r) => r.dropped && r.category === 'function').length,
+      calls: s.calls, shipped: s.shipped, cpu, wall, turn: s.longestTurn,
+      throttled: th && { periods: th.periods - before.periods, throttled: th.throttled - before.throttled, ms: th.ms - before.ms },
+    };
+  } catch (e) {
+    throw new Error(`${e.message}\n--- telkin stderr ---\n${sim.stderrLines.slice(-15).join('\n')}`);
+  } finally {
+    await sim.close();
+    if (group) { await sleep(50); group.close(); }
+  }
+}
+
+async function benchLatency(sink) {
+  console.log("\n-- telemetry POST answer time (last byte sent -> response head, simulator's 'aws' sender): 20 000 function lines in ~1 s");
+  console.log('   (writeFunctionLogs 200 every 10 ms), TELKIN_FLUSH=end, buffering 25 ms / 1000 items / 256 KiB as telkin subscribes');
+  console.log('   (the floor program answers every POST at once and ships nothing: what the machine and the simulator add)');
+  for (const [quota, bin] of [[false, FLOOR], [false, TELKIN], [true, TELKIN]]) {
+    for (const [record, lineBytes] of bin === FLOOR ? [['event', 300]] : [['event', 300], ['ndjson', 1000]]) {
+      // Three runs pooled: one run's ~40 POSTs make a thin p99.
+      const runs = [];
+      for (let i = 0; i < 3; i++) runs.push(await latencyRun(sink, { record, lineBytes, quota, bin }));
+      const r = runs[0] && {
+        ...runs.reduce((acc, x) => {
+          for (const k of ['n', 'failed', 'busyDrops', 'lost', 'calls', 'cpu', 'wall']) acc[k] = (acc[k] || 0) + x[k];
+          acc.turn = Math.max(acc.turn || 0, x.turn || 0);
+          return acc;
+        }, {}),
+        throttled: runs[0].throttled && runs.reduce((acc, x) => ({ periods: acc.periods + x.throttled.periods,
+          throttled: acc.throttled + x.throttled.throttled, ms: acc.ms + x.throttled.ms }), { periods: 0, throttled: 0, ms: 0 }),
+      };
+      if (r) {
+        const all = runs.flatMap((x) => x.answers);
+        Object.assign(r, { p50: pct(all, 0.5), p99: pct(all, 0.99), max: Math.max(...all) });
+      }
+      const label = bin === FLOOR ? 'floor program, 300 B lines' : `${quota ? '7.2 % CPU' : 'full speed'}, ${record} ${lineBytes} B lines`;
+      if (!r) { console.log(`   ${label}: n/a (no writable cgroup v1 cpu controller)`); row(`POST answer p99, ${label}`, 'n/a', '<< 25 ms', null, CMD('latency')); continue; }
+      console.log(`   ${label.padEnd(36)} ${r.n} POSTs in 3 runs: answer p50 ${f(r.p50)} ms, p99 ${f(r.p99)} ms, max ${f(r.max)} ms; ` +
+        `failed ${r.failed}, batches dropped by the sender (cut while a POST was unanswered) ${r.busyDrops} ` +
+        `(${r.lost} lines); telkin CPU ${f(r.cpu, 0)} ms in ${r.wall} ms, ${r.calls} PutRecords, longest loop turn ${r.turn} ms` +
+        (r.throttled ? `; throttled in ${r.throttled.throttled} of ${r.throttled.periods} periods (${f(r.throttled.ms, 0)} ms)` : ''));
+      row(`POST answer p50/p99/max, ${label}`, `${f(r.p50)}/${f(r.p99)}/${f(r.max)} ms, ${r.busyDrops} dropped`, '<< 25 ms',
+        r.p99 < 12.5, CMD('latency'));
+    }
+  }
+}
+
 async function main() {
   const a = parseArgs(process.argv.slice(2));
   if (a.help) {
-    console.log('usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt,pushback] [--runs N] [--events N] [--invokes N]' +
+    console.log('usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt,pushback,latency] [--runs N] [--events N] [--invokes N]' +
       ' [--frequent N] [--rare N]');
     return;
   }
@@ -1074,6 +1186,7 @@ async function main() {
   if (a.only.includes('rss')) await benchRss(sink);
   if (a.only.includes('tput')) await benchTput(sink, a);
   if (a.only.includes('invoke')) await benchInvoke(sink, a);
+  if (a.only.includes('latency')) await benchLatency(sink);
   await sink.close();
   if (a.only.includes('packing')) await benchPacking();
   if (a.only.includes('strategy')) await benchStrategy(a);

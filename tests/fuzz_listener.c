@@ -107,16 +107,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Until telkin closes the connection or half-closes it (draining: input is discarded). */
 	while (off < size && c->fd >= 0 && !c->draining) {
 		size_t n = size - off < piece ? size - off : piece;
-		if (n > cap - c->len)
-			n = cap - c->len;
+		FZ_CHECK(!c->waiting); /* one connection: a body buffer is always free */
+		FZ_CHECK(c->cap == LISTEN_HEAD_MAX || c->cap == cap);
+		if (n > c->cap - c->len)
+			n = c->cap - c->len;
 		if (n == 0)
 			break; /* full: listener_read would answer 413 and close */
 		memcpy(c->buf + c->len, data + off, n);
+		c->last_used = now_ms();
 		c->len += n;
 		off += n;
 		if (listener_process(t, c) < 0)
 			FZ_CHECK(c->fd == -1 || c->draining);
-		FZ_CHECK(c->len <= cap);
+		FZ_CHECK(c->len <= c->cap);
 		drain_responses(sv[1], &oks);
 		fz_queue_check(t, NULL);
 	}
@@ -126,7 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!oks)
 		FZ_CHECK(t->q.count == 0);
 	if (c->fd >= 0)
-		listener_close(c);
+		listener_close(t, c);
 	close(sv[1]);
 	return 0;
 }

@@ -167,7 +167,22 @@ class LambdaSim extends EventEmitter {
    * @param {number} [o.initTimeoutMs=10000]
    * @param {number} [o.invokeTimeoutMs=30000]
    * @param {number} [o.functionTimeoutMs=3000] INVOKE deadlineMs = now + this
-   * @param {number} [o.deliveryRetries=3]  retries of a failed batch before it is dropped
+   * @param {string} [o.sender='retrying'] the telemetry sender's model:
+   *                                       'retrying': a new connection when it has none, the POST to
+   *                                       the subscription's path, deliveryRetries retries after a
+   *                                       connection error, a timeout or a status >= 400, then the
+   *                                       batch is dropped (platform.logsDropped); batches wait in
+   *                                       the queue while one is in flight;
+   *                                       'aws': as AWS's own Telemetry API sender (its Lambda
+   *                                       emulator, Managed Instances part, internal/telemetry/
+   *                                       internal/{subscriber,batch,client}.go): one kept-alive
+   *                                       connection, POST / with Host 127.0.0.1:<port>, Content-
+   *                                       Type application/json and Sequence-Id (base64 of the
+   *                                       body's SHA-256), NO retries (a failed POST drops its
+   *                                       batch), and a batch is cut when full or timeoutMs old
+   *                                       whether or not the previous POST was answered: cut while
+   *                                       one is unanswered, it is dropped (platform.logsDropped)
+   * @param {number} [o.deliveryRetries=3]  retries of a failed batch before it is dropped (retrying)
    * @param {number} [o.deliveryTimeoutMs=5000]
    * @param {number} [o.maxQueueBytes=33554432] telemetry held for the subscriber before dropping
    * @param {number} [o.initLines=2]       function log lines written during init
@@ -191,8 +206,11 @@ class LambdaSim extends EventEmitter {
       memoryMB: 128, region: 'us-east-1', logFormat: 'Text', shutdownDeadlineMs: 2000,
       shutdownReason: 'spindown', flushBeforeShutdown: true, initTimeoutMs: 10000, invokeTimeoutMs: 30000,
       functionTimeoutMs: 3000, deliveryRetries: 3, deliveryTimeoutMs: 5000, maxQueueBytes: 32 << 20,
-      initLines: 2, echo: false, handler: 'index.handler', mode: 'on-demand', credentialsTtlMs: 3600e3, ...o,
+      initLines: 2, echo: false, handler: 'index.handler', mode: 'on-demand', credentialsTtlMs: 3600e3,
+      sender: 'retrying', ...o,
     };
+    if (!['aws', 'retrying'].includes(this.o.sender)) throw new Error(`LambdaSim: unknown sender ${this.o.sender}`);
+    if (this.o.sender === 'aws') this.o.deliveryRetries = 0;
     const mode = MODES[this.o.mode];
     if (!mode) throw new Error(`LambdaSim: unknown mode ${this.o.mode} (one of ${Object.keys(MODES).join(', ')})`);
     this.mode = mode;
@@ -744,10 +762,10 @@ class LambdaSim extends EventEmitter {
   }
 
   // Write function log lines outside an invoke (e.g. while the runtime handles SIGTERM).
-  writeFunctionLogs(n, tag = 'extra') {
+  writeFunctionLogs(n, tag = 'extra', message = defaultMessage) {
     const out = [];
     for (let i = 0; i < n; i++) {
-      out.push(this._emitFunctionLog(defaultMessage(`sim:${this.id}:${tag}:${i}`, i), undefined, 'INFO'));
+      out.push(this._emitFunctionLog(message(`sim:${this.id}:${tag}:${i}`, i), undefined, 'INFO'));
     }
     return out;
   }
@@ -896,6 +914,7 @@ class LambdaSim extends EventEmitter {
 
   _pump() {
     const sub = this._sub;
+    if (this.o.sender === 'aws') return this._pumpAws();
     if (!sub || this._inFlight || !this._queue.length || this.frozen || this.exit) return;
     const b = sub.buffering;
     const age = Date.now() - this._firstQueuedAt;
@@ -907,7 +926,14 @@ class LambdaSim extends EventEmitter {
       return;
     }
     this._clearTimer();
-    // A batch: as many events as fit in maxItems and maxBytes (the JSON array's size).
+    const { batch, bytes } = this._cut();
+    this._inFlight = true;
+    this._deliver(batch, bytes, 0);
+  }
+
+  // A batch: as many queued events as fit in maxItems and maxBytes (the JSON array's size).
+  _cut() {
+    const b = this._sub.buffering;
     let n = 0;
     let bytes = 2;
     while (n < this._queue.length && n < b.maxItems) {
@@ -919,15 +945,45 @@ class LambdaSim extends EventEmitter {
     const batch = this._queue.splice(0, n);
     this._queueBytes -= batch.reduce((s, r) => s + r.bytes, 0);
     this._firstQueuedAt = Date.now();
-    this._inFlight = true;
-    this._deliver(batch, bytes, 0);
+    return { batch, bytes };
+  }
+
+  // sender 'aws': cut on size or age whatever the sender is doing; the single sender takes a cut
+  // batch only when its previous POST was answered (an unbuffered channel), else it is dropped.
+  // The flush before SHUTDOWN waits for the answer instead.
+  _pumpAws() {
+    const sub = this._sub;
+    if (!sub || !this._queue.length || this.frozen || this.exit) return;
+    const b = sub.buffering;
+    const age = Date.now() - this._firstQueuedAt;
+    const full = this._queue.length >= b.maxItems || this._queueBytes >= b.maxBytes;
+    if (this._inFlight && this._flushNow) return; // the answer's _pump comes back here
+    if (!(full || this._flushNow || age >= b.timeoutMs)) {
+      if (!this._timer) {
+        this._timer = setTimeout(() => { this._timer = null; this._pump(); }, b.timeoutMs - age);
+      }
+      return;
+    }
+    this._clearTimer();
+    const { batch, bytes } = this._cut();
+    if (this._inFlight) {
+      for (const r of batch) r.dropped = true;
+      this.busyDrops = (this.busyDrops || 0) + 1;
+      this._noteDrop(batch.length, bytes - 2 - (batch.length - 1),
+        'Some logs were dropped because the downstream consumer is slower than the logs production rate');
+    } else {
+      this._inFlight = true;
+      this._deliver(batch, bytes, 0);
+    }
+    if (this._queue.length) setImmediate(() => this._pump());
   }
 
   _deliver(batch, bytes, attempt) {
     const sub = this._sub;
     const body = '[' + batch.map((r) => r.json).join(',') + ']';
     const started = Date.now();
-    const d = { at: started, items: batch.length, bytes, attempt, status: 0, error: null, ms: 0 };
+    const d = { at: started, items: batch.length, bytes, attempt, status: 0, error: null, ms: 0, answerMs: null };
+    let sentHr = 0n;
     this.deliveries.push(d);
     let settled = false;
     const finish = (status, error) => {
@@ -963,10 +1019,17 @@ class LambdaSim extends EventEmitter {
       this.emit('delivery', d);
       this._pump();
     };
+    const aws = this.o.sender === 'aws';
+    const headers = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
+    if (aws) {
+      headers.Host = `127.0.0.1:${sub.port}`;
+      headers['Sequence-Id'] = crypto.createHash('sha256').update(body).digest('base64');
+    }
     const req = http.request({
-      host: '127.0.0.1', port: sub.port, path: sub.path, method: 'POST', agent: this._agent,
-      headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+      host: '127.0.0.1', port: sub.port, path: aws ? '/' : sub.path, method: 'POST', agent: this._agent, headers,
     }, (res) => {
+      // From the request's last byte handed to the kernel to the response head: telkin's answer time.
+      if (sentHr) d.answerMs = Number(process.hrtime.bigint() - sentHr) / 1e6;
       d.localPort = res.socket && res.socket.localPort; // which connection of the sender
       res.resume();
       res.on('end', () => finish(res.statusCode));
@@ -981,6 +1044,7 @@ class LambdaSim extends EventEmitter {
     req.on('error', (e) => finish(0, e));
     // For timing (bench.js): the moment the batch is handed to the HTTP client.
     this.emit('deliver', { batch, bytes, attempt, hr: process.hrtime.bigint() });
+    req.on('finish', () => { sentHr = process.hrtime.bigint(); });
     req.end(body);
   }
 

@@ -158,6 +158,7 @@ static void test_sandbox_filter_allows_every_call_of_the_loop(void **state)
 		{ "socket", 2, 1 | 02000000, 6 }, { "socket", 10, 1 | 04000 | 02000000, 0 },
 		{ "socket", 2, 2 | 04000 | 02000000, 0 }, { "socket", 10, 2 | 02000000, 17 },
 		{ "fcntl", 6, 1, 0 }, { "fcntl", 6, 2, 1 }, { "fcntl", 6, 3, 0 }, { "fcntl", 6, 4, 04002 },
+		{ "ioctl", 7, 0x541B, 0 },              /* FIONREAD: the listener's whole-body check */
 	};
 	(void)state;
 	for (size_t k = 0; k < 2; k++) {
@@ -237,6 +238,8 @@ static void test_sandbox_filter_checks_arguments(void **state)
 		{ "fcntl", 6, 1030, 10 },               /* F_DUPFD_CLOEXEC */
 		{ "fcntl", 6, 6, 0 },                   /* F_SETLK */
 		{ "fcntl", 6, 8, 1 },                   /* F_SETOWN */
+		{ "ioctl", 0, 0x5412, 0 },              /* TIOCSTI: typing into a terminal */
+		{ "ioctl", 6, 0x5421, 0 },              /* FIONBIO */
 	};
 	(void)state;
 	for (size_t k = 0; k < 2; k++) {

@@ -50,8 +50,11 @@ static struct telkin *tk_new(size_t queue_bytes)
 
 static void tk_free(struct telkin *t)
 {
-	for (int i = 0; i < LISTEN_MAX_CONNS; i++)
-		free(t->conns[i].buf);
+	for (int i = 0; i < LISTEN_BODY_BUFS; i++)
+		free(t->body_bufs[i]);
+	free(t->conns);
+	free(t->listen_heads);
+	free(t->pfd);
 	free(t->q.mem);
 	free(t->req_body);
 	free(t->kin.buf);
