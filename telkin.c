@@ -3021,6 +3021,8 @@ fail:
                                            /* record may still fit), this many or at least     */
                                            /* 1/PACE_PROBE_DIV of its records; else the        */
                                            /* throttling was random, not the shard's limits    */
+#define PACE_DRY_MIN         2             /* ...and never fewer: one throttled record at the  */
+                                           /* end of a short request is as likely random       */
 #define PACE_SLOTS           16            /* shards told apart in a response (ShardId mod 16) */
 
 /* A shard's records in one response: Kinesis takes them in order. */
@@ -3033,7 +3035,7 @@ struct pace_shard {
 /* Did the shard's bucket run dry in this response? */
 static int pace_dry(const struct pace_shard *s)
 {
-	return s->failed && s->passed * PACE_PROBE_DIV <= s->failed &&
+	return s->failed >= PACE_DRY_MIN && s->passed * PACE_PROBE_DIV <= s->failed &&
 	       (s->failed >= PACE_DRY_RUN || s->failed * PACE_PROBE_DIV >= s->seen);
 }
 
