@@ -916,19 +916,25 @@ class LambdaSim extends EventEmitter {
     const sub = this._sub;
     if (this.o.sender === 'aws') return this._pumpAws();
     if (!sub || this._inFlight || !this._queue.length || this.frozen || this.exit) return;
-    const b = sub.buffering;
+    if (!this._batchDue()) return;
+    const { batch, bytes } = this._cut();
+    this._inFlight = true;
+    this._deliver(batch, bytes, 0);
+  }
+
+  // Is a batch due (full, old enough, or a flush)? If not, a timer comes back when it will be.
+  _batchDue() {
+    const b = this._sub.buffering;
     const age = Date.now() - this._firstQueuedAt;
     const full = this._queue.length >= b.maxItems || this._queueBytes >= b.maxBytes;
     if (!(full || this._flushNow || age >= b.timeoutMs)) {
       if (!this._timer) {
         this._timer = setTimeout(() => { this._timer = null; this._pump(); }, b.timeoutMs - age);
       }
-      return;
+      return false;
     }
     this._clearTimer();
-    const { batch, bytes } = this._cut();
-    this._inFlight = true;
-    this._deliver(batch, bytes, 0);
+    return true;
   }
 
   // A batch: as many queued events as fit in maxItems and maxBytes (the JSON array's size).
@@ -954,17 +960,8 @@ class LambdaSim extends EventEmitter {
   _pumpAws() {
     const sub = this._sub;
     if (!sub || !this._queue.length || this.frozen || this.exit) return;
-    const b = sub.buffering;
-    const age = Date.now() - this._firstQueuedAt;
-    const full = this._queue.length >= b.maxItems || this._queueBytes >= b.maxBytes;
     if (this._inFlight && this._flushNow) return; // the answer's _pump comes back here
-    if (!(full || this._flushNow || age >= b.timeoutMs)) {
-      if (!this._timer) {
-        this._timer = setTimeout(() => { this._timer = null; this._pump(); }, b.timeoutMs - age);
-      }
-      return;
-    }
-    this._clearTimer();
+    if (!this._batchDue()) return;
     const { batch, bytes } = this._cut();
     if (this._inFlight) {
       for (const r of batch) r.dropped = true;
