@@ -734,12 +734,10 @@ void sigv4_set_credentials(struct sigv4_signer *s, const char *access_key_id,
 void sigv4_payload_hash(const void *body, size_t len, char out[SIGV4_HASH_HEX_LEN + 1])
 {
 	struct sigv4_sha256 h;
-	uint8_t hash[32];
 
 	sigv4_sha256_init(&h);
 	sigv4_sha256_update(&h, body, len);
-	sigv4_sha256_out(&h, hash);
-	hex_encode(hash, sizeof hash, out);
+	sigv4_sha256_out_hex(&h, out);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -935,6 +933,15 @@ static const struct {
 /* The engine in use: chosen once, the first time a body is hashed (one word, no lock: the
  * process has one thread). */
 static int sha256_chosen = -1;
+
+/* see sigv4.h */
+void sigv4_sha256_out_hex(struct sigv4_sha256 *h, char out[SIGV4_HASH_HEX_LEN + 1])
+{
+	uint8_t d[32];
+
+	sigv4_sha256_out(h, d);
+	hex_encode(d, sizeof d, out);
+}
 
 /* see sigv4.h */
 int sigv4_sha256_select(enum sigv4_sha256_engine e)

@@ -105,6 +105,8 @@ void sigv4_sha256_init(struct sigv4_sha256 *h);
 void sigv4_sha256_update(struct sigv4_sha256 *h, const void *data, size_t len);
 /* The digest; h may be initialized again afterwards. */
 void sigv4_sha256_out(struct sigv4_sha256 *h, uint8_t out[32]);
+/* The same as lowercase hex (a SigV4 payload hash): out gets 64 chars and a NUL. */
+void sigv4_sha256_out_hex(struct sigv4_sha256 *h, char out[SIGV4_HASH_HEX_LEN + 1]);
 
 /* Use this engine from now on: 0, or -1 when this CPU (or this build) cannot run it. */
 int sigv4_sha256_select(enum sigv4_sha256_engine e);

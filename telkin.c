@@ -2471,6 +2471,17 @@ static void listener_use_head(struct telkin *t, struct listen_conn *c)
 	c->cap = LISTEN_HEAD_MAX;
 }
 
+/* Drop what was read of the current request (closing or draining): no buffer, no wait. */
+static void listener_forget_request(struct telkin *t, struct listen_conn *c)
+{
+	c->len = 0;
+	listener_use_head(t, c);
+	if (c->waiting)
+		t->n_waiting--;
+	c->waiting = 0;
+	c->head_done = 0;
+}
+
 static void listener_close(struct telkin *t, struct listen_conn *c)
 {
 	if (c->fd >= 0)
@@ -2478,12 +2489,7 @@ static void listener_close(struct telkin *t, struct listen_conn *c)
 	c->fd = -1;
 	while (t->conns_hi && t->conns[t->conns_hi - 1].fd < 0)
 		t->conns_hi--;
-	c->len = 0;
-	listener_use_head(t, c);
-	if (c->waiting)
-		t->n_waiting--;
-	c->waiting = 0;
-	c->head_done = 0;
+	listener_forget_request(t, c);
 	c->request_started = 0;
 	c->continue_sent = 0;
 	c->draining = 0;
@@ -2497,12 +2503,7 @@ static void listener_close(struct telkin *t, struct listen_conn *c)
 static void listener_drain(struct telkin *t, struct listen_conn *c)
 {
 	shutdown(c->fd, SHUT_WR);
-	c->len = 0;
-	listener_use_head(t, c);
-	if (c->waiting)
-		t->n_waiting--;
-	c->waiting = 0;
-	c->head_done = 0;
+	listener_forget_request(t, c);
 	c->draining = 1;
 	c->request_started = now_ms();
 }
@@ -3217,7 +3218,6 @@ static int batch_build_step(struct telkin *t, size_t budget)
 	char *p = bc->p, *from = t->req_body + bc->hashed;
 	int pack = t->cfg.record_mode == RECORD_NDJSON;
 	size_t off = bc->last == SIZE_MAX ? queue_first(&t->q) : queue_next(&t->q, bc->last);
-	uint8_t digest[32];
 
 	for (; off != SIZE_MAX; off = queue_next(&t->q, off)) {
 		struct queue_entry *e = queue_at(&t->q, off);
@@ -3274,12 +3274,7 @@ static int batch_build_step(struct telkin *t, size_t budget)
 	t->req_body_len = (size_t)(p - t->req_body);
 	t->inflight_bytes = bc->bytes;
 	sigv4_sha256_update(&bc->sha, from, (size_t)(p - from));
-	sigv4_sha256_out(&bc->sha, digest);
-	for (int i = 0; i < 32; i++) {
-		t->payload_hash[2 * i] = "0123456789abcdef"[digest[i] >> 4];
-		t->payload_hash[2 * i + 1] = "0123456789abcdef"[digest[i] & 15];
-	}
-	t->payload_hash[SIGV4_HASH_HEX_LEN] = 0;
+	sigv4_sha256_out_hex(&bc->sha, t->payload_hash);
 	bc->active = 0;
 	return 1;
 }
@@ -3307,7 +3302,7 @@ static int kinesis_sign(struct telkin *t)
 {
 	static const char target[] = "Kinesis_20131202.PutRecords";
 	static const char ctype[] = "application/x-amz-json-1.1";
-	char amz_date[SIGV4_AMZ_DATE_LEN + 1], payload[SIGV4_HASH_HEX_LEN + 1], auth[512];
+	char amz_date[SIGV4_AMZ_DATE_LEN + 1], auth[512];
 	struct sigv4_header hs[5];
 	struct sigv4_request r;
 	const char *token = t->cfg.creds.session_token[0] ? t->cfg.creds.session_token : NULL;
@@ -3315,7 +3310,6 @@ static int kinesis_sign(struct telkin *t)
 	int n;
 
 	sigv4_amz_date(time(NULL), amz_date);
-	memcpy(payload, t->payload_hash, sizeof(payload)); /* batch_build_step hashed the body */
 #define HDR(n_, v_) (hs[nh++] = (struct sigv4_header){ n_, strlen(n_), v_, strlen(v_) })
 	HDR("Host", t->cfg.kinesis.host_header);
 	HDR("Content-Type", ctype);
@@ -3330,7 +3324,7 @@ static int kinesis_sign(struct telkin *t)
 	r.query = "";
 	r.headers = hs;
 	r.n_headers = nh;
-	r.payload_hash = payload;
+	r.payload_hash = t->payload_hash; /* batch_build_step hashed the body */
 	r.normalize_path = 1;
 	if (sigv4_authorization(&t->signer, &r, amz_date, auth, sizeof(auth), NULL) < 0)
 		return -1;
