@@ -156,6 +156,14 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
 #define SANDBOX_ID_LEN             32              /* hex of 128 random bits */
 #define REQUEST_ID_MAX             128
 #define IDENTITY_MAX               1024            /* the members appended to every record */
+/* ,"seq":<20 digits>} and the record's newline: the end of every event telkin ships. */
+#define SEQ_TAIL_MAX               (sizeof(",\"seq\":}\n") - 1 + 20)
+/* "requestId":"<id>", added to function and extension events (REQUEST_ID_MAX - 1 bytes). */
+#define REQUEST_ID_MEMBER_MAX      (sizeof("\"requestId\":\"\",") - 1 + REQUEST_ID_MAX - 1)
+/* [lo,hi] runs of sequence numbers one telkin.dropped record names; more runs are merged (the
+ * last run widens), so a report may cover numbers that were delivered too: README, record format. */
+#define DROP_REPORT_RANGES         64
+#define DROP_REPORT_MAX            (512 + DROP_REPORT_RANGES * 44)
 
 #define EXTENSION_NAME_DEFAULT     "telkin"
 #define LISTEN_HOST                "sandbox.localdomain"
@@ -316,6 +324,7 @@ struct config {
 	enum record_mode record_mode;
 	size_t record_max_bytes;  /* ndjson: data + partition key per record */
 	int metrics;              /* TELKIN_METRICS: EMF lines on stdout */
+	int record_newline;       /* TELKIN_RECORD_NEWLINE: every event ends with \n */
 	size_t queue_bytes;
 	enum pk_mode pk_mode;
 	unsigned flush_timeout_ms;
@@ -744,6 +753,12 @@ static int config_load(struct config *c, char *err, size_t errcap)
 		return -1;
 	}
 	c->metrics = s[0] == '1';
+	s = env_or("TELKIN_RECORD_NEWLINE", "1");
+	if (strcmp(s, "0") && strcmp(s, "1")) {
+		snprintf(err, errcap, "TELKIN_RECORD_NEWLINE=%.32s: expected 1 (on) or 0 (off)", s);
+		return -1;
+	}
+	c->record_newline = s[0] == '1';
 	if (config_uint("TELKIN_QUEUE_BYTES", env_or("TELKIN_QUEUE_BYTES", "8388608"),
 	                QUEUE_MIN_BYTES, QUEUE_MAX_BYTES, &v, err, errcap))
 		return -1;
@@ -1778,6 +1793,7 @@ struct queue_entry {
 	uint8_t kind;             /* enum event_class, for drop accounting */
 	uint32_t queued_at;       /* monotonic ms (low 32 bits): the age periodic shipping uses */
 	uint32_t report;          /* 1: telkin's own telkin.dropped record, not an event */
+	uint64_t seq;             /* the event's "seq": what a drop report names */
 };
 
 struct queue {
@@ -1791,6 +1807,14 @@ struct queue {
 };
 
 #define QUEUE_ALIGN(n) (((n) + 7) & ~(size_t)7)
+
+static char *append(char *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+
+#define APPEND_LIT(p, lit) append((p), (lit), sizeof(lit) - 1)
 
 static size_t entry_size(const struct queue_entry *e)
 {
@@ -1873,6 +1897,7 @@ static struct queue_entry *queue_push(struct queue *q, size_t pk_len, size_t dat
 	e->kind = (uint8_t)kind;
 	e->queued_at = (uint32_t)now_ms();
 	e->report = 0;
+	e->seq = 0;
 	if (!q->count)
 		q->head = at;
 	q->tail = at + need;
@@ -1930,6 +1955,19 @@ struct listen_conn {
 struct b64_stream {
 	uint8_t carry[2];
 	size_t n;
+};
+
+/*
+ * Events dropped and not yet reported downstream, for one reason: counts by class, and the
+ * sequence numbers as at most DROP_REPORT_RANGES [lo,hi] runs (drop_note merges beyond that).
+ */
+enum drop_reason { DROP_QUEUE_FULL, DROP_REJECTED, DROP_REASONS };
+
+struct drop_account {
+	uint64_t records[3];      /* by class: platform, function, extension */
+	uint64_t bytes[3];
+	uint64_t range[DROP_REPORT_RANGES][2];
+	unsigned n_ranges;
 };
 
 struct stats {
@@ -1993,8 +2031,9 @@ struct telkin {
 	char registered_function[256];         /* from the register response */
 	char registered_version[64];
 	char sandbox_id[SANDBOX_ID_LEN + 1];
-	char identity[IDENTITY_MAX];  /* "function":..,"version":..,"region":..,"sandbox":..} */
+	char identity[IDENTITY_MAX];  /* "function":..,"version":..,"region":..,"sandbox":.. */
 	size_t identity_len;
+	uint64_t seq;                 /* the last "seq" given in this sandbox (0: none yet) */
 
 	/* Lifecycle. */
 	enum exec_mode mode;
@@ -2005,6 +2044,7 @@ struct telkin {
 	int64_t api_retry_at;                  /* Managed Instances: /event/next again after a failure */
 	char request_id[REQUEST_ID_MAX];       /* the invocation under way */
 	char runtime_done_id[REQUEST_ID_MAX];  /* the last platform.runtimeDone's requestId */
+	char stream_request_id[REQUEST_ID_MAX]; /* telemetry between platform.start and runtimeDone */
 	int64_t invoke_deadline;
 	int64_t flush_deadline;
 	int64_t shutdown_deadline;
@@ -2028,10 +2068,9 @@ struct telkin {
 	struct json_token *batch_toks;         /* LISTEN_MAX_EVENTS + 1 */
 	struct json_token event_toks[EVENT_MAX_TOKENS];
 
-	/* Queue. Drops not yet reported downstream. */
+	/* Queue. Drops not yet reported downstream, by reason (enum drop_reason). */
 	struct queue q;
-	uint64_t unreported_drop_records[3];
-	uint64_t unreported_drop_bytes[3];
+	struct drop_account unreported[DROP_REASONS];
 
 	/* Batcher -> signer -> Kinesis. */
 	struct http_client kin;
@@ -2154,25 +2193,112 @@ static int usable_key(const char *s, size_t n)
 	return 1;
 }
 
-/* Account for a record that did not fit in the queue. */
-static void drop_record(struct telkin *t, unsigned kind, size_t bytes)
+/* Decimal digits of v. */
+static size_t u64_digits(uint64_t v)
+{
+	size_t n = 1;
+	while (v >= 10) {
+		v /= 10;
+		n++;
+	}
+	return n;
+}
+
+static char *append_u64(char *p, uint64_t v)
+{
+	char d[20];
+	size_t n = 0;
+	do {
+		d[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		*p++ = d[--n];
+	return p;
+}
+
+/*
+ * The members telkin appends to every event it ships, after the event's own members and their
+ * comma: "requestId":"<id>", (function and extension events, when known), the identity,
+ * "seq":N, the closing brace, and a newline unless TELKIN_RECORD_NEWLINE=0 (README, record
+ * format). record_tail_len is its length; it is at most REQUEST_ID_MEMBER_MAX + identity_len +
+ * SEQ_TAIL_MAX.
+ */
+static size_t record_tail_len(const struct telkin *t, size_t rid_len, uint64_t seq)
+{
+	return (rid_len ? sizeof("\"requestId\":\"\",") - 1 + rid_len : 0) + t->identity_len +
+	       sizeof(",\"seq\":}") - 1 + u64_digits(seq) + (size_t)t->cfg.record_newline;
+}
+
+static char *record_tail(const struct telkin *t, char *p, const char *rid, size_t rid_len,
+                         uint64_t seq)
+{
+	if (rid_len) {
+		p = APPEND_LIT(p, "\"requestId\":\"");
+		p = append(p, rid, rid_len);
+		p = APPEND_LIT(p, "\",");
+	}
+	p = append(p, t->identity, t->identity_len);
+	p = APPEND_LIT(p, ",\"seq\":");
+	p = append_u64(p, seq);
+	*p++ = '}';
+	if (t->cfg.record_newline)
+		*p++ = '\n';
+	return p;
+}
+
+/*
+ * Sequence number seq (an event of class kind, bytes long) dropped for a reason: kept for the
+ * next telkin.dropped record. Runs of consecutive numbers share one range; past
+ * DROP_REPORT_RANGES runs the last range widens to take seq in (it may then cover numbers that
+ * were delivered; droppedRecords stays exact).
+ */
+static void drop_note(struct drop_account *a, unsigned kind, size_t bytes, uint64_t seq)
+{
+	unsigned i = class_index(kind);
+	uint64_t *last = a->n_ranges ? a->range[a->n_ranges - 1] : NULL;
+
+	a->records[i]++;
+	a->bytes[i] += bytes;
+	if (!seq)
+		return;
+	if (last && seq == last[1] + 1) {
+		last[1] = seq;
+	} else if (a->n_ranges < DROP_REPORT_RANGES) {
+		a->range[a->n_ranges][0] = a->range[a->n_ranges][1] = seq;
+		a->n_ranges++;
+	} else {
+		if (seq < last[0])
+			last[0] = seq;
+		if (seq > last[1])
+			last[1] = seq;
+	}
+}
+
+static uint64_t drop_count(const struct drop_account *a)
+{
+	return a->records[0] + a->records[1] + a->records[2];
+}
+
+/* Account for an event that did not fit in the queue. */
+static void drop_record(struct telkin *t, unsigned kind, size_t bytes, uint64_t seq)
 {
 	unsigned i = class_index(kind);
 	t->stats.dropped_records[i]++;
 	t->stats.dropped_bytes[i] += bytes;
-	t->unreported_drop_records[i]++;
-	t->unreported_drop_bytes[i] += bytes;
+	drop_note(&t->unreported[DROP_QUEUE_FULL], kind, bytes, seq);
 }
 
 /*
- * A synthetic event that reports records telkin could not ship, queued for Kinesis:
+ * telkin's own event that reports events it could not ship, queued for Kinesis, numbered like
+ * any event:
  * {"time":..,"type":"telkin.dropped","record":{"droppedRecords":N,"droppedBytes":B,
- * "platform":..,"function":..,"extension":..,"reason":..}}. 0 when queued, -1 when full.
+ * "platform":..,"function":..,"extension":..,"reason":..,"seqRanges":[[lo,hi],..]},..}.
+ * 0 when queued, -1 when the queue is full.
  */
-static int queue_drop_report(struct telkin *t, const uint64_t *records, const uint64_t *bytes,
-                             const char *reason)
+static int queue_drop_report(struct telkin *t, const struct drop_account *a, const char *reason)
 {
-	char rec[512];
+	char rec[DROP_REPORT_MAX], *p;
 	size_t n, pk_len = strlen(t->sandbox_id);
 	struct queue_entry *e;
 
@@ -2181,37 +2307,49 @@ static int queue_drop_report(struct telkin *t, const uint64_t *records, const ui
 	n += (size_t)snprintf(rec + n, sizeof(rec) - n,
 	                      "\",\"type\":\"telkin.dropped\",\"record\":{\"droppedRecords\":%llu,"
 	                      "\"droppedBytes\":%llu,\"platform\":%llu,\"function\":%llu,"
-	                      "\"extension\":%llu,\"reason\":\"%s\"},",
-	                      (unsigned long long)(records[0] + records[1] + records[2]),
-	                      (unsigned long long)(bytes[0] + bytes[1] + bytes[2]),
-	                      (unsigned long long)records[0], (unsigned long long)records[1],
-	                      (unsigned long long)records[2], reason);
-	e = queue_push(&t->q, pk_len, n + t->identity_len, CLASS_PLATFORM);
+	                      "\"extension\":%llu,\"reason\":\"%s\",\"seqRanges\":[",
+	                      (unsigned long long)drop_count(a),
+	                      (unsigned long long)(a->bytes[0] + a->bytes[1] + a->bytes[2]),
+	                      (unsigned long long)a->records[0], (unsigned long long)a->records[1],
+	                      (unsigned long long)a->records[2], reason);
+	p = rec + n;
+	for (unsigned i = 0; i < a->n_ranges; i++) {
+		if (i)
+			*p++ = ',';
+		*p++ = '[';
+		p = append_u64(p, a->range[i][0]);
+		*p++ = ',';
+		p = append_u64(p, a->range[i][1]);
+		*p++ = ']';
+	}
+	p = APPEND_LIT(p, "]},");
+	n = (size_t)(p - rec);
+	e = queue_push(&t->q, pk_len, n + record_tail_len(t, 0, t->seq + 1), CLASS_PLATFORM);
 	if (!e)
 		return -1;
 	e->report = 1;
+	e->seq = ++t->seq;
 	memcpy(entry_pk(e), t->sandbox_id, pk_len);
 	memcpy(entry_data(e), rec, n);
-	memcpy(entry_data(e) + n, t->identity, t->identity_len);
+	record_tail(t, entry_data(e) + n, NULL, 0, e->seq);
 	return 0;
 }
 
-/* Report queue-full drops downstream, as soon as the queue has room for the report. */
+/* Report drops downstream, as soon as the queue has room for the report. */
 static void report_drops(struct telkin *t)
 {
-	uint64_t records = 0, bytes = 0;
+	static const char *const reasons[DROP_REASONS] = { "queue full", "rejected by Kinesis" };
 
-	for (int i = 0; i < 3; i++) {
-		records += t->unreported_drop_records[i];
-		bytes += t->unreported_drop_bytes[i];
+	for (int r = 0; r < DROP_REASONS; r++) {
+		struct drop_account *a = &t->unreported[r];
+		uint64_t records = drop_count(a);
+		if (!records || queue_drop_report(t, a, reasons[r]) < 0)
+			continue;
+		log_msg(LOG_WARN, "%s: dropped %llu events (%llu bytes); reported downstream",
+		        reasons[r], (unsigned long long)records,
+		        (unsigned long long)(a->bytes[0] + a->bytes[1] + a->bytes[2]));
+		memset(a, 0, sizeof(*a));
 	}
-	if (!records || queue_drop_report(t, t->unreported_drop_records, t->unreported_drop_bytes,
-	                                  "queue full") < 0)
-		return;
-	log_msg(LOG_WARN, "queue full: dropped %llu records (%llu bytes); reported downstream",
-	        (unsigned long long)records, (unsigned long long)bytes);
-	memset(t->unreported_drop_records, 0, sizeof(t->unreported_drop_records));
-	memset(t->unreported_drop_bytes, 0, sizeof(t->unreported_drop_bytes));
 }
 
 /* s as the inside of a JSON string into out: at most max bytes, cut between characters. */
@@ -2223,14 +2361,15 @@ static size_t escape_bounded(char *out, const char *s, size_t max)
 
 /*
  * An event too large for one record: keep its type and time, and as much of its text as fits,
- * as a JSON string, marked "truncated":true.
+ * as a JSON string, marked "truncated":true. It keeps its sequence number and request id.
  */
 static void queue_truncated(struct telkin *t, const char *ev, size_t len,
                             const struct json_token *type, const struct json_token *time,
-                            const char *pk, size_t pk_len, unsigned kind)
+                            const char *pk, size_t pk_len, unsigned kind,
+                            const char *rid, size_t rid_len, uint64_t seq)
 {
 	char head[512];
-	size_t n, budget, keep;
+	size_t n, budget, keep, tail = record_tail_len(t, rid_len, seq);
 	struct queue_entry *e;
 
 	n = (size_t)snprintf(head, sizeof(head), "{\"type\":");
@@ -2247,24 +2386,25 @@ static void queue_truncated(struct telkin *t, const char *ev, size_t len,
 		n += (size_t)snprintf(head + n, sizeof(head) - n, "null");
 	n += (size_t)snprintf(head + n, sizeof(head) - n,
 	                      ",\"truncated\":true,\"originalBytes\":%zu,\"record\":\"", len);
-	/* head + escaped prefix + "\"," + identity + pk within the record limit */
-	budget = KINESIS_MAX_RECORD_BYTES - pk_len - n - 2 - t->identity_len;
+	/* head + escaped prefix + "\"," + the appended members + pk within the record limit */
+	budget = KINESIS_MAX_RECORD_BYTES - pk_len - n - 2 - tail;
 	keep = json_escape_fit(ev, len, budget);
 	{
 		size_t esc = json_escaped_len(ev, keep);
-		size_t data_len = n + esc + 2 + t->identity_len;
+		size_t data_len = n + esc + 2 + tail;
 		char *d;
 		e = queue_push(&t->q, pk_len, data_len, kind);
 		if (!e) {
-			drop_record(t, kind, len);
+			drop_record(t, kind, len, seq);
 			return;
 		}
+		e->seq = seq;
 		memcpy(entry_pk(e), pk, pk_len);
 		d = entry_data(e);
 		memcpy(d, head, n);
 		json_escape(d + n, esc, ev, keep);
 		memcpy(d + n + esc, "\",", 2);
-		memcpy(d + n + esc + 2, t->identity, t->identity_len);
+		record_tail(t, d + n + esc + 2, rid, rid_len, seq);
 	}
 	t->stats.events_truncated++;
 	t->stats.events_queued++;
@@ -2310,14 +2450,66 @@ static void count_logs_dropped(struct telkin *t, const char *ev, const struct js
 	log_msg(LOG_WARN, "the platform reports dropped telemetry (platform.logsDropped)");
 }
 
-/* One event object (ev[0..len), already validated) into the queue, or counted as dropped. */
+/*
+ * The request id a function or extension event belongs to (README, record format): its own
+ * record.requestId (a JSON log), else the invocation the telemetry stream is in (between
+ * platform.start and platform.runtimeDone; never on Managed Instances, where invocations
+ * interleave). Returns its length (0: unknown, or the event has a top-level requestId already).
+ */
+static size_t event_request_id(const struct telkin *t, const char *ev,
+                               const struct json_token *tk, int n, const struct json_token *own,
+                               const char **rid)
+{
+	if (n > 0 && json_object_get(ev, tk, 0, "requestId") >= 0)
+		return 0;
+	if (own && own->end - own->start < REQUEST_ID_MAX) {
+		*rid = ev + own->start;  /* the raw contents of a valid JSON string */
+		return own->end - own->start;
+	}
+	*rid = t->stream_request_id;
+	return strlen(t->stream_request_id);
+}
+
+/* telkin's own needs from platform events: the invocation the stream is in, init's end, drops. */
+static void ingest_platform_event(struct telkin *t, const char *ev, const struct json_token *tk,
+                                  int n, const struct json_token *type,
+                                  const struct json_token *rid)
+{
+	int usable = rid && usable_key(ev + rid->start, rid->end - rid->start) &&
+	             rid->end - rid->start < REQUEST_ID_MAX;
+
+	if (json_string_eq(ev, type, "platform.start")) {
+		t->stream_request_id[0] = 0;
+		if (usable && t->mode != MODE_MANAGED) {
+			memcpy(t->stream_request_id, ev + rid->start, rid->end - rid->start);
+			t->stream_request_id[rid->end - rid->start] = 0;
+		}
+	} else if (json_string_eq(ev, type, "platform.runtimeDone")) {
+		t->stream_request_id[0] = 0;
+		if (usable) {
+			memcpy(t->runtime_done_id, ev + rid->start, rid->end - rid->start);
+			t->runtime_done_id[rid->end - rid->start] = 0;
+		}
+	} else if (json_string_eq(ev, type, "platform.initRuntimeDone")) {
+		t->init_runtime_done = 1;
+	} else if (json_string_eq(ev, type, "platform.logsDropped")) {
+		count_logs_dropped(t, ev, tk, n);
+	}
+}
+
+/*
+ * One event object (ev[0..len), already validated) into the queue, or counted as dropped: the
+ * event as received, then the members telkin appends (record_tail).
+ */
 static void ingest_event(struct telkin *t, const char *ev, size_t len)
 {
 	struct json_token *tk = t->event_toks;
-	const struct json_token *type = NULL, *time = NULL, *rid = NULL, *level = NULL;
+	const struct json_token *type = NULL, *time = NULL, *rid = NULL, *own_rid = NULL;
+	const struct json_token *level = NULL;
 	char pk_buf[SANDBOX_ID_LEN + 1];
-	const char *pk = t->sandbox_id;
-	size_t pk_len = SANDBOX_ID_LEN, data_len, body_end;
+	const char *pk = t->sandbox_id, *erid = NULL;
+	size_t pk_len = SANDBOX_ID_LEN, data_len, body_end, erid_len = 0;
+	uint64_t seq;
 	unsigned kind;
 	int n, i, empty;
 	struct queue_entry *e;
@@ -2335,8 +2527,11 @@ static void ingest_event(struct telkin *t, const char *ev, size_t len)
 		rec = json_object_get(ev, tk, 0, "record");
 		if (rec >= 0 && tk[rec].type == JSON_OBJECT) {
 			i = json_object_get(ev, tk, rec, "requestId");
-			if (i >= 0 && tk[i].type == JSON_STRING && !(tk[i].flags & JSON_ESCAPED))
-				rid = &tk[i];
+			if (i >= 0 && tk[i].type == JSON_STRING) {
+				own_rid = &tk[i];
+				if (!(tk[i].flags & JSON_ESCAPED))
+					rid = &tk[i];
+			}
 			i = json_object_get(ev, tk, rec, "level");
 			if (i >= 0 && tk[i].type == JSON_STRING)
 				level = &tk[i];
@@ -2347,28 +2542,26 @@ static void ingest_event(struct telkin *t, const char *ev, size_t len)
 	if (t->snapshot_pending && type && json_string_eq(ev, type, "platform.restoreStart"))
 		restore_from_snapshot(t, "platform.restoreStart");
 	t->stats.events_received++;
-
-	/* telkin's own needs: the end of the runtime's init, and of the invocation held open. */
-	if (type && json_string_eq(ev, type, "platform.initRuntimeDone"))
-		t->init_runtime_done = 1;
-	if (type && json_string_eq(ev, type, "platform.logsDropped"))
-		count_logs_dropped(t, ev, tk, n);
-	if (type && rid && json_string_eq(ev, type, "platform.runtimeDone") &&
-	    usable_key(ev + rid->start, rid->end - rid->start)) {
-		memcpy(t->runtime_done_id, ev + rid->start, rid->end - rid->start);
-		t->runtime_done_id[rid->end - rid->start] = 0;
-	}
+	if (kind == CLASS_PLATFORM && type)
+		ingest_platform_event(t, ev, tk, n, type, rid);
 	if (!event_forwarded(&t->cfg, ev, type, level, kind)) {
-		t->stats.events_filtered++;
+		t->stats.events_filtered++;  /* not numbered: it leaves no gap */
 		return;
 	}
+	seq = ++t->seq;
+	if (kind == CLASS_FUNCTION || kind == CLASS_EXTENSION)
+		erid_len = event_request_id(t, ev, tk, n, own_rid, &erid);
 
 	if (t->cfg.pk_mode == PK_REQUEST) {
 		if (rid && usable_key(ev + rid->start, rid->end - rid->start)) {
 			pk = ev + rid->start;
 			pk_len = rid->end - rid->start;
-		} else if (t->request_id[0] && t->phase != PHASE_SHUTDOWN) {
-			pk = t->request_id;   /* text logs carry no requestId: the invocation's */
+		} else if (t->stream_request_id[0]) {
+			pk = t->stream_request_id;  /* text logs carry no requestId: the stream's */
+			pk_len = strlen(pk);
+		} else if (t->request_id[0] && t->phase != PHASE_SHUTDOWN &&
+		           t->mode != MODE_MANAGED) {
+			pk = t->request_id;   /* else the invocation's */
 			pk_len = strlen(pk);
 		}
 	} else if (t->cfg.pk_mode == PK_RANDOM) {
@@ -2377,7 +2570,7 @@ static void ingest_event(struct telkin *t, const char *ev, size_t len)
 		pk_len = 16;
 	}
 
-	/* The record: the event as received, with the identity members appended. */
+	/* The record: the event as received, with telkin's members appended. */
 	body_end = len - 1; /* the closing brace */
 	empty = 1;
 	for (size_t j = body_end; j-- > 0;) {
@@ -2387,21 +2580,22 @@ static void ingest_event(struct telkin *t, const char *ev, size_t len)
 		empty = c == '{';
 		break;
 	}
-	data_len = body_end + (empty ? 0 : 1) + t->identity_len;
+	data_len = body_end + (empty ? 0 : 1) + record_tail_len(t, erid_len, seq);
 	if (data_len + pk_len > KINESIS_MAX_RECORD_BYTES) {
-		queue_truncated(t, ev, len, type, time, pk, pk_len, kind);
+		queue_truncated(t, ev, len, type, time, pk, pk_len, kind, erid, erid_len, seq);
 		return;
 	}
 	e = queue_push(&t->q, pk_len, data_len, kind);
 	if (!e) {
-		drop_record(t, kind, data_len);
+		drop_record(t, kind, data_len, seq);
 		return;
 	}
+	e->seq = seq;
 	memcpy(entry_pk(e), pk, pk_len);
 	memcpy(entry_data(e), ev, body_end);
 	if (!empty)
 		entry_data(e)[body_end] = ',';
-	memcpy(entry_data(e) + body_end + (empty ? 0 : 1), t->identity, t->identity_len);
+	record_tail(t, entry_data(e) + body_end + (empty ? 0 : 1), erid, erid_len, seq);
 	t->stats.events_queued++;
 }
 
@@ -3128,14 +3322,6 @@ static void pace_learn(struct pacer *p, int64_t now, size_t records, size_t byte
 /* ------------------------------------------------------------------------------------------ */
 /* Batcher: the queue's pending records -> one PutRecords body (<= 500 records, <= 5 MiB).     */
 
-static char *append(char *p, const char *s, size_t n)
-{
-	memcpy(p, s, n);
-	return p + n;
-}
-
-#define APPEND_LIT(p, lit) append((p), (lit), sizeof(lit) - 1)
-
 static char *b64_put(struct b64_stream *b, char *out, const void *data, size_t len)
 {
 	const uint8_t *p = data;
@@ -3217,6 +3403,7 @@ static int batch_build_step(struct telkin *t, size_t budget)
 	struct batch_cursor *bc = &t->build;
 	char *p = bc->p, *from = t->req_body + bc->hashed;
 	int pack = t->cfg.record_mode == RECORD_NDJSON;
+	size_t sep = !t->cfg.record_newline; /* ndjson: events end with \n, or are joined by one */
 	size_t off = bc->last == SIZE_MAX ? queue_first(&t->q) : queue_next(&t->q, bc->last);
 
 	for (; off != SIZE_MAX; off = queue_next(&t->q, off)) {
@@ -3234,12 +3421,12 @@ static int batch_build_step(struct telkin *t, size_t budget)
 		}
 		if (pack && bc->open && bc->open->pk_len == e->pk_len &&
 		    !memcmp(entry_pk(bc->open), entry_pk(e), e->pk_len) &&
-		    bc->rec_bytes + 1 + e->data_len <= t->cfg.record_max_bytes &&
-		    bc->bytes + 1 + e->data_len <= bc->max_bytes) {
-			p = b64_put(&bc->b64, p, "\n", 1);
+		    bc->rec_bytes + sep + e->data_len <= t->cfg.record_max_bytes &&
+		    bc->bytes + sep + e->data_len <= bc->max_bytes) {
+			p = b64_put(&bc->b64, p, "\n", sep);
 			p = b64_put(&bc->b64, p, entry_data(e), e->data_len);
-			bc->rec_bytes += 1 + e->data_len;
-			bc->bytes += 1 + e->data_len;
+			bc->rec_bytes += sep + e->data_len;
+			bc->bytes += sep + e->data_len;
 		} else {
 			if (t->inflight_count == bc->max_records ||
 			    (t->inflight_count && bc->bytes + size > bc->max_bytes)) {
@@ -3758,13 +3945,19 @@ static size_t inflight_events(const struct telkin *t)
 	return t->inflight_count ? t->inflight_end[t->inflight_count - 1] : 0;
 }
 
+/* An event Kinesis refused for good leaves the queue, counted, owed a telkin.dropped report. */
+static void inflight_refuse_entry(struct telkin *t, struct queue_entry *e)
+{
+	e->state = ENTRY_DONE;
+	t->stats.events_rejected++;
+	drop_note(&t->unreported[DROP_REJECTED], e->kind, e->data_len, e->seq);
+}
+
 /* Kinesis refused the request for good: its events leave the queue, counted. */
 static void inflight_refused(struct telkin *t)
 {
-	for (size_t i = 0; i < inflight_events(t); i++) {
-		queue_at(&t->q, t->inflight_entries[i])->state = ENTRY_DONE;
-		t->stats.events_rejected++;
-	}
+	for (size_t i = 0; i < inflight_events(t); i++)
+		inflight_refuse_entry(t, queue_at(&t->q, t->inflight_entries[i]));
 	t->inflight_count = 0;
 	queue_pop_done(&t->q);
 	report_drops(t);
@@ -3781,10 +3974,8 @@ static void inflight_retry(struct telkin *t, int64_t now)
 /* Kinesis record k of the request refused for good: its events leave the queue, counted. */
 static void inflight_refuse_record(struct telkin *t, size_t k)
 {
-	for (size_t j = inflight_first(t, k); j < t->inflight_end[k]; j++) {
-		queue_at(&t->q, t->inflight_entries[j])->state = ENTRY_DONE;
-		t->stats.events_rejected++;
-	}
+	for (size_t j = inflight_first(t, k); j < t->inflight_end[k]; j++)
+		inflight_refuse_entry(t, queue_at(&t->q, t->inflight_entries[j]));
 }
 
 /* Kinesis record k of the request was taken: its events are shipped. Returns its bytes. */
@@ -3796,7 +3987,7 @@ static size_t inflight_took_record(struct telkin *t, size_t k)
 		struct queue_entry *e = queue_at(&t->q, t->inflight_entries[j]);
 		t->stats.events_shipped++;
 		t->stats.bytes_shipped += e->data_len;
-		bytes += e->data_len + (j > first); /* ndjson: the newline before it */
+		bytes += e->data_len + (j > first && !t->cfg.record_newline); /* ndjson: a joining \n */
 		e->state = ENTRY_DONE;
 	}
 	return bytes;
@@ -4362,27 +4553,27 @@ static int64_t shutdown_cut_at(const struct telkin *t)
  */
 static void shutdown_give_up(struct telkin *t, int64_t now)
 {
-	uint64_t records[3] = { 0, 0, 0 }, bytes[3] = { 0, 0, 0 };
+	struct drop_account lost;
 
 	if (t->phase != PHASE_SHUTDOWN || t->shutdown_cut || t->request_out || !t->q.count ||
 	    now < shutdown_cut_at(t))
 		return;
 	t->shutdown_cut = 1;
+	memset(&lost, 0, sizeof(lost));
 	for (size_t off = queue_first(&t->q); off != SIZE_MAX; off = queue_next(&t->q, off)) {
 		struct queue_entry *e = queue_at(&t->q, off);
 		if (e->state != ENTRY_PENDING || e->report)
 			continue;
 		e->state = ENTRY_DONE;
-		records[class_index(e->kind)]++;
-		bytes[class_index(e->kind)] += e->data_len;
+		drop_note(&lost, e->kind, e->data_len, e->seq);
 		t->stats.lost_at_exit++;
 	}
 	queue_pop_done(&t->q);
-	if (records[0] + records[1] + records[2] &&
-	    queue_drop_report(t, records, bytes, "shutdown deadline") == 0) {
+	if (drop_count(&lost) && queue_drop_report(t, &lost, "shutdown deadline") == 0) {
 		t->pace.next_at = now + SHUTDOWN_REPORT_MS;
 		t->retry_at = 0;
 	}
+	report_drops(t); /* reports still owed go with it */
 }
 
 /*
@@ -4400,8 +4591,8 @@ static void finish(struct telkin *t)
 	for (size_t off = queue_first(&t->q); off != SIZE_MAX; off = queue_next(&t->q, off))
 		if (queue_at(&t->q, off)->state == ENTRY_PENDING && !queue_at(&t->q, off)->report)
 			t->stats.lost_at_exit++;
-	for (int i = 0; i < 3; i++)
-		t->stats.lost_at_exit += t->unreported_drop_records[i];
+	for (int r = 0; r < DROP_REASONS; r++)
+		t->stats.lost_at_exit += drop_count(&t->unreported[r]);
 	for (size_t i = 0; t->request_out && i < inflight_events(t); i++)
 		t->stats.lost_unanswered += !queue_at(&t->q, t->inflight_entries[i])->report;
 	if (t->stats.lost_at_exit)
@@ -5109,7 +5300,7 @@ static void sandbox_apply(struct telkin *t)
 /* ------------------------------------------------------------------------------------------ */
 /* Start-up.                                                                                   */
 
-/* "function":"..","version":"..","region":"..","sandbox":".."} appended to every record. */
+/* "function":"..","version":"..","region":"..","sandbox":"..": appended to every event. */
 static int identity_build(struct telkin *t)
 {
 	const char *names[4] = { "function", "version", "region", "sandbox" };
@@ -5130,7 +5321,6 @@ static int identity_build(struct telkin *t)
 		p += json_escape(p, esc, values[i], vlen);
 		*p++ = '"';
 	}
-	*p++ = '}';
 	t->identity_len = (size_t)(p - t->identity);
 	return 0;
 }
@@ -5153,8 +5343,17 @@ static void restore_from_snapshot(struct telkin *t, const char *why)
 		log_msg(LOG_ERROR, "getrandom after a restore: %s", strerror(errno));
 	memcpy(&s64, seed, sizeof(s64));
 	g_rng_state ^= s64 | 1;
+	report_drops(t);  /* owed drops are numbered in the old sandbox: reported under its name */
+	for (int r = 0; r < DROP_REASONS; r++) {
+		if (drop_count(&t->unreported[r]))
+			log_msg(LOG_ERROR, "%llu dropped events of the snapshot's sandbox could not be "
+			        "reported", (unsigned long long)drop_count(&t->unreported[r]));
+		memset(&t->unreported[r], 0, sizeof(t->unreported[r]));
+	}
 	random_hex(t->sandbox_id, SANDBOX_ID_LEN);
 	identity_build(t); /* the same lengths as at start: it fits */
+	t->seq = 0;       /* a new sandbox counts from 1 */
+	t->stream_request_id[0] = 0;
 	if (t->kin.tls) {
 		br_ssl_engine_inject_entropy(&t->kin.tls->sc.eng, seed, sizeof(seed));
 		br_ssl_client_forget_session(&t->kin.tls->sc);

@@ -13,6 +13,7 @@
 #include "tests/unit_sigv4.c"
 #include "tests/unit_sha256.c"
 #include "tests/unit_telkin.c"
+#include "tests/unit_records.c"
 #include "tests/unit_modes.c"
 #include "tests/unit_regress.c"
 #include "tests/unit_sandbox.c"
@@ -35,6 +36,7 @@ int main(void)
 	}
 	failed += cmocka_run_group_tests_name("sigv4", sigv4_tests, NULL, NULL);
 	failed += cmocka_run_group_tests_name("telkin", telkin_tests, NULL, NULL);
+	failed += cmocka_run_group_tests_name("records", records_tests, NULL, NULL);
 	failed += cmocka_run_group_tests_name("modes", modes_tests, NULL, NULL);
 	failed += cmocka_run_group_tests_name("regress", regress_tests, NULL, NULL);
 	failed += cmocka_run_group_tests_name("sandbox", sandbox_tests, NULL, NULL);

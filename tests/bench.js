@@ -53,6 +53,7 @@ const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { LambdaSim } = require('./lambda_sim');
 const { startSinkWorker, measureSink, eventKey, hrNowMs } = require('./fast_sink');
+const { recordLines } = require('./compare');
 
 const TELKIN = path.resolve(__dirname, process.env.TELKIN_BIN || '../build/telkin');
 const FLOOR = path.resolve(__dirname, process.env.FLOOR_BIN || '../build/x86_64/floor_extension');
@@ -976,7 +977,7 @@ const { KinesisStub } = require(workerData.stubPath);
     for (const r of stub.accepted) {
       if (r.at > m.deadlineMs) continue;
       lastAt = Math.max(lastAt, r.at);
-      for (const l of r.data.split('\\n')) { if (l.includes('"telkin.dropped"')) reports++; else arrived.add(l); }
+      for (const l of recordLines(r.data)) { if (l.includes('"telkin.dropped"')) reports++; else arrived.add(l); }
     }
     parentPort.postMessage({ op: 'report', demand, arrived: arrived.size, reports, lastAt, requests: stub.requests.length,
       limits: stub.limits });

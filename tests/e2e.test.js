@@ -15,7 +15,7 @@ const http = require('node:http');
 const fs = require('node:fs');
 const { LambdaSim } = require('./lambda_sim');
 const { Kinesalite, streamArn } = require('./kinesis');
-const { canon, describe, compare, stripAppended } = require('./compare');
+const { canon, describe, compare, stripAppended, recordLines } = require('./compare');
 const {
   BIN, WRAPPER, ECHO, tail, assertClean, assertShutdown: assertCleanShutdown, invokeHead, absentFrom,
 } = require('./prod_util');
@@ -463,7 +463,7 @@ e2e('TELKIN_RECORD=ndjson: events packed into records of at most TELKIN_RECORD_M
       `record of ${Buffer.byteLength(r.data)} bytes over TELKIN_RECORD_MAX_BYTES`);
   }
   // Consumers split a record's Data on newlines: one event object per line.
-  const lines = recs.flatMap((r) => r.data.split('\n').map((line) => ({ ...r, data: line, json: JSON.parse(line) })));
+  const lines = recs.flatMap((r) => recordLines(r.data).map((line) => ({ ...r, data: line, json: JSON.parse(line) })));
   assert.ok(recs.length * 5 < lines.length, `ndjson packed only ${lines.length} events into ${recs.length} records`);
   t.diagnostic(`${lines.length} events in ${recs.length} records`);
   assertClean(t, compare(sim, lines));

@@ -35,6 +35,7 @@
 const http = require('node:http');
 const https = require('node:https');
 const path = require('node:path');
+const { recordLines } = require('./compare');
 
 const CTYPE = 'application/x-amz-json-1.1';
 const TARGET = 'Kinesis_20131202.PutRecords';
@@ -67,7 +68,7 @@ function captureOf(t, body, withKeys) {
   try { parsed = JSON.parse(body); } catch { return { t, records, bad: true }; }
   for (const r of parsed.Records || []) {
     const data = Buffer.from(r.Data || '', 'base64').toString('utf8');
-    const lines = data.split('\n');
+    const lines = recordLines(data);
     const rec = { d: Buffer.byteLength(data), k: Buffer.byteLength(r.PartitionKey || ''), n: lines.length };
     if (withKeys) rec.keys = lines.map(eventKey);
     records.push(rec);

@@ -52,6 +52,7 @@ const net = require('node:net');
 const tls = require('node:tls');
 const crypto = require('node:crypto');
 const { EventEmitter } = require('node:events');
+const { recordLines } = require('./compare');
 
 const live = new Set();
 process.on('exit', () => { for (const s of live) { try { s.destroy(); } catch { /* gone */ } } });
@@ -334,7 +335,7 @@ class KinesisStub extends EventEmitter {
         const sid = KinesisStub.shardId(shard);
         const rate = `Rate exceeded for shard ${sid} in stream ${parsed.StreamName} under account 123456789012.`;
         const data = Buffer.from(r.Data, 'base64');
-        if (this.limits) for (const line of data.toString('utf8').split('\n')) this.demand[shard].add(line);
+        if (this.limits) for (const line of recordLines(data.toString('utf8'))) this.demand[shard].add(line);
         if (failWhich && failWhich(i)) {
           recs.push({ ErrorCode: failType, ErrorMessage: failType === 'ProvisionedThroughputExceededException' ? rate : 'Internal service failure.' });
         } else if (this.throttleP && Math.random() < this.throttleP) {

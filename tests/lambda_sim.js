@@ -755,10 +755,11 @@ class LambdaSim extends EventEmitter {
   }
 
   _emitFunctionLog(message, requestId, level) {
-    if (this.o.logFormat === 'JSON') {
-      return this._emit('function', { timestamp: nowIso(), level, requestId, message });
-    }
-    return this._emit('function', `${nowIso()}\t${requestId ?? 'undefined'}\t${level}\t${message}\n`);
+    const rec = this.o.logFormat === 'JSON'
+      ? this._emit('function', { timestamp: nowIso(), level, requestId, message })
+      : this._emit('function', `${nowIso()}\t${requestId ?? 'undefined'}\t${level}\t${message}\n`);
+    rec.requestId = requestId; // the invocation that wrote it: the truth for telkin's "requestId"
+    return rec;
   }
 
   // Write function log lines outside an invoke (e.g. while the runtime handles SIGTERM).

@@ -11,7 +11,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { compare, canon, stripAppended } = require('./compare');
+const { compare, canon, stripAppended, recordLines } = require('./compare');
 const { stubAndSim, parseSummary, withDiagnostics, assertShutdown, assertClean } = require('./prod_util');
 
 const TYPES = ['platform', 'function'];
@@ -153,7 +153,7 @@ d('four shards, random partition keys, 12 000 lines: nothing lost; the records u
 d('TELKIN_RECORD=ndjson, one shard, 20 000 lines: loss counted in events, exact, reported', async (t, h) => {
   const { stub, sim } = await stubAndSim(t, h, { env: { TELKIN_RECORD: 'ndjson' }, setup: (s) => s.shardLimits({ shards: 1 }) });
   // One event per line of each record: compare() works on events.
-  const events = () => stub.accepted.flatMap((r) => r.data.split('\n').map((line) => ({ ...r, data: line, json: JSON.parse(line) })));
+  const events = () => stub.accepted.flatMap((r) => recordLines(r.data).map((line) => ({ ...r, data: line, json: JSON.parse(line) })));
   await sim.invoke({ lines: 20000 });
   const sd = await sim.shutdown();
   assertShutdown(sd, sim);

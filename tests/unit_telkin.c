@@ -442,7 +442,7 @@ static void test_ingest_appends_identity_members(void **state)
 	assert_string_equal(tk_entry(t, 0, out, sizeof(out)),
 	                    "{\"time\":\"T\",\"type\":\"function\",\"record\":\"hi\",\"function\":"
 	                    "\"fn\",\"version\":\"$LATEST\",\"region\":\"eu-west-1\",\"sandbox\":"
-	                    "\"0123456789abcdef0123456789abcdef\"}");
+	                    "\"0123456789abcdef0123456789abcdef\",\"seq\":1}\n");
 	tk_free(t);
 }
 
@@ -531,6 +531,11 @@ static void test_ingest_partition_key_request_mode(void **state)
 	assert_memory_equal(entry_pk(e), "req-7", 5);
 	e = queue_at(&t->q, queue_next(&t->q, off));
 	assert_int_equal(e->pk_len, 5);
+	assert_memory_equal(entry_pk(e), "req-7", 5); /* the stream is in req-7 */
+	/* After runtimeDone the stream is in no invocation: the invocation's. */
+	assert_int_equal(tk_ingest(t, "[{\"type\":\"platform.runtimeDone\",\"record\":{\"requestId\":"
+	                              "\"req-7\"}},{\"type\":\"function\",\"record\":\"text\"}]"), 0);
+	e = queue_at(&t->q, queue_next(&t->q, queue_next(&t->q, queue_next(&t->q, off))));
 	assert_memory_equal(entry_pk(e), "inv-1", 5);
 	tk_free(t);
 }
@@ -555,13 +560,20 @@ static void test_ingest_drops_when_full_and_reports_later(void **state)
 	dropped = t->stats.dropped_records[1];
 	assert_true(dropped > 0);
 	assert_int_equal(t->stats.events_queued + dropped, 30);
+	{ /* the report names the numbers dropped: the last ones */
+		char ranges[64];
+		tk_entry(t, t->q.count - 1, out, sizeof(out));
+		snprintf(ranges, sizeof(ranges), "\"seqRanges\":[[%zu,30]]},", 31 - dropped);
+		assert_non_null(strstr(out, ranges));
+		assert_non_null(strstr(out, "\"seq\":31}\n")); /* the report is numbered too */
+	}
 	/* The report follows the dropped events as soon as there is room: here, at once. */
 	tk_entry(t, t->q.count - 1, out, sizeof(out));
 	assert_non_null(strstr(out, "\"type\":\"telkin.dropped\""));
 	char expect[64];
 	snprintf(expect, sizeof(expect), "\"droppedRecords\":%zu,", dropped);
 	assert_non_null(strstr(out, expect));
-	assert_int_equal(t->unreported_drop_records[1], 0);
+	assert_int_equal(drop_count(&t->unreported[DROP_QUEUE_FULL]), 0);
 	free(batch);
 	tk_free(t);
 }
@@ -573,20 +585,21 @@ static void test_drop_report_waits_for_room(void **state)
 	(void)state;
 	while (queue_push(&t->q, 1, 64, CLASS_FUNCTION))
 		;
-	drop_record(t, CLASS_EXTENSION, 10);
+	drop_record(t, CLASS_EXTENSION, 10, 5);
 	report_drops(t);
-	assert_int_equal(t->unreported_drop_records[2], 1); /* no room: still owed */
+	assert_int_equal(t->unreported[DROP_QUEUE_FULL].records[2], 1); /* no room: still owed */
 	size_t before = t->q.count;
-	for (int i = 0; i < 8; i++) { /* 8 x 88 bytes: room for the report */
+	for (int i = 0; i < 8; i++) { /* 8 x 96 bytes: room for the report */
 		queue_at(&t->q, t->q.head)->state = ENTRY_DONE;
 		queue_pop_done(&t->q);
 	}
 	report_drops(t);
-	assert_int_equal(t->unreported_drop_records[2], 0);
+	assert_int_equal(t->unreported[DROP_QUEUE_FULL].records[2], 0);
 	assert_int_equal(t->q.count, before - 8 + 1);
 	tk_entry(t, t->q.count - 1, out, sizeof(out));
 	assert_non_null(strstr(out, "\"droppedRecords\":1,\"droppedBytes\":10,\"platform\":0,"
-	                            "\"function\":0,\"extension\":1,\"reason\":\"queue full\"}"));
+	                            "\"function\":0,\"extension\":1,\"reason\":\"queue full\","
+	                            "\"seqRanges\":[[5,5]]},"));
 	tk_free(t);
 }
 
@@ -772,12 +785,17 @@ static void test_kinesis_throttling_is_retried(void **state)
 static void test_kinesis_access_denied_drops_and_counts(void **state)
 {
 	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	char out[1024];
 	(void)state;
 	tk_fill(t, 3, 4);
 	batch_build(t);
 	tk_respond(t, 400, "{\"__type\":\"AccessDeniedException\",\"message\":\"no\"}");
-	assert_int_equal(t->q.count, 0);
+	assert_int_equal(t->q.count, 1); /* the report that names them */
 	assert_int_equal(t->stats.events_rejected, 3);
+	tk_entry(t, 0, out, sizeof(out));
+	assert_non_null(strstr(out, "\"droppedRecords\":3,"));
+	assert_non_null(strstr(out, "\"reason\":\"rejected by Kinesis\",\"seqRanges\":[[1,3]]},"));
+	assert_non_null(strstr(out, "\"seq\":4}\n"));
 	assert_string_equal(t->logged_errors[0], "AccessDeniedException");
 	tk_free(t);
 }
@@ -902,6 +920,7 @@ static void test_kinesis_dry_shard_paces_without_backoff(void **state)
 static void test_kinesis_per_record_refusal_drops_only_that_record(void **state)
 {
 	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	char out[1024];
 	(void)state;
 	tk_fill(t, 2, 4);
 	assert_int_equal(batch_build(t), 2);
@@ -910,7 +929,10 @@ static void test_kinesis_per_record_refusal_drops_only_that_record(void **state)
 	           "{\"SequenceNumber\":\"1\",\"ShardId\":\"shardId-000000000001\"}]}");
 	assert_int_equal(t->stats.events_rejected, 1);
 	assert_int_equal(t->stats.events_shipped, 1);
-	assert_int_equal(t->q.count, 0);
+	assert_int_equal(t->q.count, 1);
+	tk_entry(t, 0, out, sizeof(out));
+	assert_non_null(strstr(out, "\"extension\":0,\"reason\":\"rejected by Kinesis\","
+	                            "\"seqRanges\":[[1,1]]},"));
 	tk_free(t);
 }
 
@@ -984,7 +1006,7 @@ static void test_identity_escapes_function_name(void **state)
 	assert_int_equal(identity_build(&t), 0);
 	t.identity[t.identity_len] = 0;
 	assert_non_null(strstr(t.identity, "\"function\":\"a\\\"b\""));
-	assert_int_equal(t.identity[t.identity_len - 1], '}');
+	assert_int_equal(t.identity[t.identity_len - 1], '"'); /* "seq" and the brace follow */
 }
 
 static void test_config_default_endpoints_fips_dualstack_china(void **state)
@@ -1243,11 +1265,12 @@ static void test_ndjson_packs_events_up_to_record_max(void **state)
 		len = tk_request_record(t, (int)i, out, sizeof(out) - 1, pk, sizeof(pk));
 		assert_true(len + strlen(pk) <= 4096);
 		assert_string_equal(pk, t->sandbox_id);
-		lines = 1;
+		lines = 0;
 		for (size_t j = 0; j < len; j++)
 			lines += out[j] == '\n';
+		assert_int_equal(out[len - 1], '\n'); /* every event ends with one */
 		/* each line is one whole event object */
-		for (char *line = out, *nl; line; line = nl ? nl + 1 : NULL) {
+		for (char *line = out, *nl; *line; line = nl + 1) {
 			struct json_token tk[16];
 			nl = strchr(line, '\n');
 			size_t l = nl ? (size_t)(nl - line) : strlen(line);
