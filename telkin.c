@@ -2253,26 +2253,33 @@ static char *record_tail(const struct telkin *t, char *p, const char *rid, size_
  * DROP_REPORT_RANGES runs the last range widens to take seq in (it may then cover numbers that
  * were delivered; droppedRecords stays exact).
  */
+static void drop_range(struct drop_account *a, uint64_t lo, uint64_t hi)
+{
+	uint64_t *last = a->n_ranges ? a->range[a->n_ranges - 1] : NULL;
+
+	if (!lo || hi < lo)
+		return;
+	if (last && lo == last[1] + 1) {
+		last[1] = hi;
+	} else if (a->n_ranges < DROP_REPORT_RANGES) {
+		a->range[a->n_ranges][0] = lo;
+		a->range[a->n_ranges][1] = hi;
+		a->n_ranges++;
+	} else {
+		if (lo < last[0])
+			last[0] = lo;
+		if (hi > last[1])
+			last[1] = hi;
+	}
+}
+
 static void drop_note(struct drop_account *a, unsigned kind, size_t bytes, uint64_t seq)
 {
 	unsigned i = class_index(kind);
-	uint64_t *last = a->n_ranges ? a->range[a->n_ranges - 1] : NULL;
 
 	a->records[i]++;
 	a->bytes[i] += bytes;
-	if (!seq)
-		return;
-	if (last && seq == last[1] + 1) {
-		last[1] = seq;
-	} else if (a->n_ranges < DROP_REPORT_RANGES) {
-		a->range[a->n_ranges][0] = a->range[a->n_ranges][1] = seq;
-		a->n_ranges++;
-	} else {
-		if (seq < last[0])
-			last[0] = seq;
-		if (seq > last[1])
-			last[1] = seq;
-	}
+	drop_range(a, seq, seq);
 }
 
 static uint64_t drop_count(const struct drop_account *a)
@@ -3945,12 +3952,50 @@ static size_t inflight_events(const struct telkin *t)
 	return t->inflight_count ? t->inflight_end[t->inflight_count - 1] : 0;
 }
 
+/*
+ * A telkin.dropped record Kinesis refused in its turn: it is owed again, and so is everything it
+ * named (its counts and seqRanges, read back from its data): the next report names both.
+ */
+static void drop_note_report(struct telkin *t, struct drop_account *a,
+                             const struct queue_entry *e)
+{
+	static const char *const classes[3] = { "platform", "function", "extension" };
+	const char *d = (const char *)(e + 1) + e->pk_len;
+	struct json_token *tk = t->event_toks;
+	int n = json_parse(d, e->data_len, tk, EVENT_MAX_TOKENS, JSON_MAX_DEPTH, 4, NULL);
+	int rec = n > 0 ? json_object_get(d, tk, 0, "record") : -1, i, arr = -1;
+	int64_t v, lo, hi;
+
+	if (rec >= 0 && tk[rec].type == JSON_OBJECT) {
+		for (int c = 0; c < 3; c++) {
+			i = json_object_get(d, tk, rec, classes[c]);
+			if (i >= 0 && json_int64(d, &tk[i], &v) == 0 && v > 0)
+				a->records[c] += (uint64_t)v;
+		}
+		i = json_object_get(d, tk, rec, "droppedBytes");
+		if (i >= 0 && json_int64(d, &tk[i], &v) == 0 && v > 0)
+			a->bytes[0] += (uint64_t)v;
+		arr = json_object_get(d, tk, rec, "seqRanges");
+	}
+	if (arr >= 0 && tk[arr].type == JSON_ARRAY) {
+		uint32_t k;
+		for (k = 0, i = arr + 1; k < tk[arr].size && i < n; k++, i = (int)tk[i].next)
+			if (tk[i].type == JSON_ARRAY && tk[i].size == 2 &&
+			    !json_int64(d, &tk[i + 1], &lo) && !json_int64(d, &tk[tk[i + 1].next], &hi))
+				drop_range(a, (uint64_t)lo, (uint64_t)hi);
+	}
+	drop_note(a, CLASS_PLATFORM, e->data_len, e->seq); /* the report itself, after them */
+}
+
 /* An event Kinesis refused for good leaves the queue, counted, owed a telkin.dropped report. */
 static void inflight_refuse_entry(struct telkin *t, struct queue_entry *e)
 {
 	e->state = ENTRY_DONE;
 	t->stats.events_rejected++;
-	drop_note(&t->unreported[DROP_REJECTED], e->kind, e->data_len, e->seq);
+	if (e->report)
+		drop_note_report(t, &t->unreported[DROP_REJECTED], e);
+	else
+		drop_note(&t->unreported[DROP_REJECTED], e->kind, e->data_len, e->seq);
 }
 
 /* Kinesis refused the request for good: its events leave the queue, counted. */
@@ -4367,7 +4412,7 @@ static void print_summary(const struct telkin *t)
 	        "batches rejected %llu; queue high-water %zu bytes; connections %llu "
 	        "(TLS handshakes %llu); lost at exit %llu (unanswered %llu); platform logsDropped %llu "
 	        "(%llu records); listener evictions %llu; longest loop turn %llu ms; sandbox %s, "
-	        "system calls denied %llu",
+	        "system calls denied %llu; last seq %llu of sandbox %s",
 	        (unsigned long long)s->events_received, (unsigned long long)s->events_queued,
 	        (unsigned long long)s->events_filtered, (unsigned long long)s->events_truncated,
 	        (unsigned long long)s->events_shipped, (unsigned long long)s->bytes_shipped,
@@ -4383,7 +4428,7 @@ static void print_summary(const struct telkin *t)
 	        (unsigned long long)s->platform_logs_dropped,
 	        (unsigned long long)s->platform_dropped_records,
 	        (unsigned long long)s->listener_evictions, (unsigned long long)s->longest_turn_ms,
-	        sandbox_state(), sandbox_denied());
+	        sandbox_state(), sandbox_denied(), (unsigned long long)t->seq, t->sandbox_id);
 }
 
 /* Telemetry silence that ends SHUTDOWN early: two buffering periods and some slack. */

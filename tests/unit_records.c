@@ -273,7 +273,29 @@ static void test_restore_starts_a_new_sandbox_at_one(void **state)
 	tk_free(t);
 }
 
+static void test_refused_report_is_named_again_with_what_it_named(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	char ev[2048];
+	(void)state;
+	t->cfg.record_mode = RECORD_EVENT;
+	tk_fill(t, 3, 10);
+	batch_build(t);
+	tk_respond(t, 400, "{\"__type\":\"AccessDeniedException\",\"message\":\"no\"}");
+	assert_int_equal(t->q.count, 1); /* the report of 1..3, number 4 */
+	batch_build(t);
+	tk_respond(t, 400, "{\"__type\":\"AccessDeniedException\",\"message\":\"no\"}");
+	assert_int_equal(t->q.count, 1); /* the report of the report: 1..4, number 5 */
+	tk_entry(t, 0, ev, sizeof(ev));
+	assert_non_null(strstr(ev, "\"droppedRecords\":4,"));
+	assert_non_null(strstr(ev, "\"platform\":1,\"function\":3,\"extension\":0,"));
+	assert_non_null(strstr(ev, "\"seqRanges\":[[1,4]]},"));
+	assert_non_null(strstr(ev, "\"seq\":5}\n"));
+	tk_free(t);
+}
+
 static const struct CMUnitTest records_tests[] = {
+	cmocka_unit_test(test_refused_report_is_named_again_with_what_it_named),
 	cmocka_unit_test(test_seq_numbers_accepted_events_and_skips_filtered_ones),
 	cmocka_unit_test(test_request_id_follows_the_stream_between_start_and_runtime_done),
 	cmocka_unit_test(test_request_id_is_never_guessed_on_managed_instances),
