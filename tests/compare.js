@@ -58,12 +58,16 @@ function seqGaps(delivered, covered) {
 
 /**
  * Compare the stream with what the simulator emitted.
- * @returns {{expected, arrived, missing, duplicates, unexpected, dropped, problems, sandbox, sandboxes}}
+ * Also checks what a consumer checks (README, record format): every "seq" of a sandbox from 1 to
+ * the highest is delivered or named by a telkin.dropped record (allowGaps: reported, not a
+ * problem; others: records the caller checks itself, numbered all the same), one event per
+ * (sandbox, seq), and the appended "requestId" against the invocation that wrote each line.
+ * @returns {{expected, arrived, missing, duplicates, unexpected, dropped, problems, gaps, sandbox, sandboxes}}
  * maxSandboxes: how many sandbox ids may appear (2 across a SnapStart restore).
  */
 function compare(sim, records, {
   types = ['platform', 'function'], pk = 'sandbox', requireAllBeforeShutdown = true, maxSandboxes = 1,
-  allowGaps = false,
+  allowGaps = false, others = [],
 } = {}) {
   const problems = [];
   const fnName = sim.o.functionName;
@@ -151,6 +155,13 @@ function compare(sim, records, {
     } else if (ev.type === 'platform' || String(ev.type).startsWith('platform.')) {
       if (app.requestId !== undefined) problems.push(`requestId appended to a platform event: ${describe(ev)}`);
     }
+  }
+  // Records the caller checks itself (e.g. batches a test posted): numbered all the same.
+  for (const rec of others) {
+    const j = rec.json;
+    if (!j || !j.sandbox || !Number.isSafeInteger(j.seq)) continue;
+    if (!delivered.has(j.sandbox)) delivered.set(j.sandbox, new Set());
+    delivered.get(j.sandbox).add(j.seq);
   }
   const gaps = seqGaps(delivered, covered);
   if (gaps.length && !allowGaps) {

@@ -266,7 +266,7 @@ function isInjected(j) {
 function checkStream(t, ctx, recs, { mayDrop = false } = {}) {
   const own = recs.filter((r) => isInjected(r.json));
   const rest = recs.filter((r) => !isInjected(r.json));
-  const cmp = compare(ctx.sim, rest);
+  const cmp = compare(ctx.sim, rest, { others: own });
   const got = new Set(own.filter((r) => !r.json.truncated).map((r) => canon(stripAppended(r.json))));
   const ownMissing = ctx.injected.filter((e) => !got.has(canon(e)));
   const msgs = [...new Set(cmp.problems)].slice(0, 10);

@@ -762,11 +762,14 @@ class LambdaSim extends EventEmitter {
     return rec;
   }
 
-  // Write function log lines outside an invoke (e.g. while the runtime handles SIGTERM).
+  // Write function log lines now: outside an invoke (e.g. while the runtime handles SIGTERM), or
+  // from a hook while one runs (then they are that invocation's, before its runtimeDone).
   writeFunctionLogs(n, tag = 'extra', message = defaultMessage) {
+    const inv = this._currentInvoke;
+    const requestId = inv && !this._runtimeDone ? inv.requestId : undefined;
     const out = [];
     for (let i = 0; i < n; i++) {
-      out.push(this._emitFunctionLog(message(`sim:${this.id}:${tag}:${i}`, i), undefined, 'INFO'));
+      out.push(this._emitFunctionLog(message(`sim:${this.id}:${tag}:${i}`, i), requestId, 'INFO'));
     }
     return out;
   }
