@@ -7,7 +7,8 @@
  * round the ring the queue starts and the outcome: HTTP status (200, 400, 500, 503) or a failed
  * connection; the rest is the response body. Checked:
  *   - the queue's entry count never grows;
- *   - no event is lost: shipped + rejected + still queued (pending) == queued before;
+ *   - no event is lost: shipped + rejected + still queued (pending) == queued before + the
+ *     telkin.dropped records that name the rejected ones (numbered after them: t->seq);
  *   - a request never carries more than 500 records, and inflight is cleared;
  *   - every entry left is valid (fz_queue_check);
  *   - afterwards, answering every request with full success drains the queue completely within
@@ -22,12 +23,17 @@ static const char event[] = "{\"time\":\"2026-11-22T20:30:23.123Z\",\"type\":\"f
 
 static void fill(struct telkin *t, unsigned records)
 {
+	size_t body = sizeof(event) - 2; /* without its closing brace: the members follow */
 	for (unsigned i = 0; i < records; i++) {
-		struct queue_entry *e = queue_push(&t->q, SANDBOX_ID_LEN, sizeof(event) - 1,
-		                                   CLASS_FUNCTION);
+		uint64_t seq = ++t->seq;
+		struct queue_entry *e = queue_push(&t->q, SANDBOX_ID_LEN,
+		                                   body + 1 + record_tail_len(t, 0, seq), CLASS_FUNCTION);
 		FZ_CHECK(e != NULL);
+		e->seq = seq;
 		memcpy(entry_pk(e), t->sandbox_id, SANDBOX_ID_LEN);
-		memcpy(entry_data(e), event, sizeof(event) - 1);
+		memcpy(entry_data(e), event, body);
+		entry_data(e)[body] = ',';
+		record_tail(t, entry_data(e) + body + 1, NULL, 0, seq);
 	}
 }
 
@@ -72,14 +78,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	records = (unsigned)data[0] * 600 / 255 + 1;
 	t->cfg.record_mode = (data[0] & 1) ? RECORD_NDJSON : RECORD_EVENT;
 	t->cfg.record_max_bytes = 1024u << (data[0] >> 6);
-	skip = (unsigned)(data[1] >> 4) * 48; /* 128-byte entries: up to 90 KiB in */
+	skip = (unsigned)(data[1] >> 4) * 48; /* ~240-byte entries: up to 170 KiB in */
 	status = statuses[data[1] & 3];
 	failed = (data[1] & 0x0c) == 0x0c;
 	data += 2;
 	size -= 2;
 
-	/* A 128 KiB ring (600 records take 75 KiB), entered part-way round so batches cross the wrap. */
-	fz_reset(t, 128u << 10);
+	/* A 256 KiB ring (600 records take 145 KiB), entered part-way round so batches cross the wrap. */
+	fz_reset(t, 256u << 10);
 	fill(t, skip);
 	for (size_t off = queue_first(&t->q); off != SIZE_MAX; off = queue_next(&t->q, off))
 		queue_at(&t->q, off)->state = ENTRY_DONE;
@@ -102,7 +108,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rejected = t->stats.events_rejected;
 	FZ_CHECK(count1 <= count0);
 	FZ_CHECK(shipped + rejected <= sent_events);
-	FZ_CHECK(shipped + rejected + pending1 == pending0);
+	/* refused events are named by a telkin.dropped record, numbered after them, queued */
+	FZ_CHECK(shipped + rejected + pending1 == pending0 + (t->seq - skip - records));
+	FZ_CHECK(!rejected || t->seq > skip + records);
 
 	/* Then Kinesis takes everything: the queue must drain. */
 	while (t->q.count) {
@@ -115,6 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		respond(t, 200, ok, n, 0);
 		fz_queue_check(t, NULL);
 	}
-	FZ_CHECK(t->stats.events_shipped + t->stats.events_rejected == pending0);
+	FZ_CHECK(t->stats.events_shipped + t->stats.events_rejected ==
+	         pending0 + (t->seq - skip - records));
 	return 0;
 }

@@ -72,8 +72,9 @@ static void fz_reset(struct telkin *t, size_t queue_cap)
 	t->q.head = t->q.tail = t->q.count = t->q.high_water = 0;
 	t->q.cap = queue_cap & ~(size_t)7;
 	memset(&t->stats, 0, sizeof(t->stats));
-	memset(t->unreported_drop_records, 0, sizeof(t->unreported_drop_records));
-	memset(t->unreported_drop_bytes, 0, sizeof(t->unreported_drop_bytes));
+	memset(t->unreported, 0, sizeof(t->unreported));
+	t->seq = 0;
+	t->stream_request_id[0] = 0;
 	memset(t->logged_errors, 0, sizeof(t->logged_errors));
 	t->inflight_count = 0;
 	t->request_out = 0;
@@ -85,13 +86,15 @@ static void fz_reset(struct telkin *t, size_t queue_cap)
 
 /*
  * Walk the queue from head to tail and check every entry: within the ring, a partition key of
- * 1..256 bytes, data + key within a Kinesis record, data that is one valid JSON object. Returns
+ * 1..256 bytes, data + key within a Kinesis record, data that is one valid JSON object ending
+ * with its "seq" (increasing along the queue) and the newline. Returns
  * the number of entries walked (which must be q->count) and counts pending ones.
  */
 static size_t fz_queue_check(struct telkin *t, size_t *pending)
 {
 	static struct json_token toks[64];
 	size_t n = 0, p = 0;
+	uint64_t last_seq = 0;
 
 	for (size_t off = queue_first(&t->q); off != SIZE_MAX; off = queue_next(&t->q, off)) {
 		struct queue_entry *e = queue_at(&t->q, off);
@@ -109,6 +112,15 @@ static size_t fz_queue_check(struct telkin *t, size_t *pending)
 			        entry_data(e));
 		}
 		FZ_CHECK(rc > 0 && toks[0].type == JSON_OBJECT);
+		{
+			char tail[40];
+			int tl = snprintf(tail, sizeof(tail), ",\"seq\":%llu}%s",
+			                  (unsigned long long)e->seq, t->cfg.record_newline ? "\n" : "");
+			FZ_CHECK(e->seq > last_seq);
+			FZ_CHECK(e->data_len >= (uint32_t)tl &&
+			         !memcmp(entry_data(e) + e->data_len - tl, tail, (size_t)tl));
+			last_seq = e->seq;
+		}
 		for (size_t i = 0; i < e->pk_len; i++)
 			FZ_CHECK(entry_pk(e)[i] > 0x20 && entry_pk(e)[i] < 0x7f &&
 			         entry_pk(e)[i] != '"' && entry_pk(e)[i] != '\\');
