@@ -130,7 +130,7 @@ function gapsWithin(a, b, lo, hi) {
   return gaps;
 }
 
-const sumRanges = (ranges) => ranges.reduce((n, [lo, hi]) => n + hi - lo + 1, 0);
+const sumRanges = (ranges) => ranges.reduce((n, [lo, hi]) => n + (hi - lo + 1), 0);
 const isSeq = (n) => Number.isSafeInteger(n) && n >= 1;
 
 // What telkin says of one sandbox, as it arrives.
