@@ -49,11 +49,11 @@ function kinesisEvent(datas) {
 }
 
 /**
- * Runs telkin-check.js with --json against `stream` (name or ARN) at `endpoint`.
+ * Runs telkin-check.js (with --json unless json: false) against `stream` (name or ARN) at `endpoint`.
  * Resolves {code, report, stdout, stderr}; report is null when stdout is not JSON.
  */
-function runCheck(stream, { endpoint, ca, region, env = {}, args = [] } = {}) {
-  const argv = [CHECK_CLI, '--json', ...args];
+function runCheck(stream, { endpoint, ca, region, env = {}, args = [], json = true } = {}) {
+  const argv = [CHECK_CLI, ...(json ? ['--json'] : []), ...args];
   if (endpoint) argv.push('--endpoint', endpoint);
   if (ca) argv.push('--ca', ca);
   if (region) argv.push('--region', region);

@@ -61,6 +61,8 @@ class KinesisError extends Error {
 
 const RETRYABLE = new Set(['ProvisionedThroughputExceededException', 'LimitExceededException',
   'ThrottlingException', 'InternalFailure', 'ServiceUnavailable']);
+// Connection errors worth another attempt (a refused connection or a bad certificate is final).
+const TRANSIENT_NET = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN']);
 
 class Kinesis {
   constructor({ endpoint, region, ca, credentials }) {
@@ -113,7 +115,8 @@ class Kinesis {
       try {
         return await this._once(op, body);
       } catch (e) {
-        const retryable = !(e instanceof KinesisError) || e.status >= 500 || RETRYABLE.has(e.type);
+        const retryable = e instanceof KinesisError ? e.status >= 500 || RETRYABLE.has(e.type)
+          : TRANSIENT_NET.has(e.code) || /timeout/.test(e.message);
         if (!retryable || attempt >= RETRIES) throw e;
         await sleep(Math.random() * Math.min(5000, 100 * 2 ** attempt));
       }
