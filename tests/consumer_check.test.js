@@ -223,6 +223,22 @@ test('huge seq: a first number in the billions is one missing range, not a billi
   assert.equal(s.missingRangeCount, 2);
 });
 
+test('fromLowest: numbers below the lowest seen (past the retention period) are not missing', () => {
+  const c = new Checker();
+  for (const i of [500, 501, 503]) c.addData(telkinEvent('sb-1', i));
+  assert.equal(c.report().sandboxes[0].missing, 500);
+  const s = c.report({ fromLowest: true }).sandboxes[0];
+  assert.deepEqual(s.missingRanges, [[502, 502]]);
+  assert.equal(s.lowest, 500);
+});
+
+test('startAtFirstSeen (the Lambda): a sandbox is checked from its first number', () => {
+  const c = new Checker({ startAtFirstSeen: true });
+  for (const i of [500, 501, 503]) c.addData(telkinEvent('sb-1', i));
+  assert.deepEqual(only(c).missingRanges, [[502, 502]]);
+  assert.equal(c.addData(telkinEvent('sb-1', 499))[0].outcome, 'duplicate');
+});
+
 test('a million events in order cost one range', () => {
   const c = new Checker();
   const N = 1_000_000;

@@ -114,7 +114,7 @@ test('an idle sandbox is settled up to its highest number', () => {
 
 test('beyond maxSandboxes the least recently seen is settled and forgotten', () => {
   const c = consumer({ maxSandboxes: 2 });
-  batch(c, seqs('old', [2]), 1);
+  batch(c, seqs('old', [1, 3]), 1);
   batch(c, seqs('mid', [1]), 2);
   const lines = batch(c, seqs('new', [1]), 3);
   assert.equal(perFunction(lines)['fn-test'].Gaps, 1, 'old: 1 missing');
@@ -122,10 +122,19 @@ test('beyond maxSandboxes the least recently seen is settled and forgotten', () 
   assert.equal(totals(lines).Sandboxes, 2);
 });
 
-test('a huge first number is settled as one range, in constant time', () => {
+test('a consumer starting mid-stream (cold start) checks a sandbox from the first number it sees', () => {
   const c = consumer();
-  const f = perFunction(batch(c, seqs('sb-1', [5_000_000_000, 5_000_000_001, 5_000_000_002, 5_000_000_003])))['fn-test'];
-  assert.equal(f.Gaps, 4_999_999_999);
+  let f = perFunction(batch(c, seqs('sb-1', [700, 701, 702, 703, 704])))['fn-test'];
+  assert.equal(f.Gaps, 0);
+  f = perFunction(batch(c, seqs('sb-1', [650, 705])))['fn-test'];
+  assert.equal(f.Duplicates, 1, 'below the first number seen: a copy of an event delivered before');
+  assert.equal(f.Events, 1);
+});
+
+test('a huge jump in numbers is settled as one range, in constant time', () => {
+  const c = consumer();
+  const f = perFunction(batch(c, seqs('sb-1', [1, 5_000_000_000, 5_000_000_001, 5_000_000_002, 5_000_000_003])))['fn-test'];
+  assert.equal(f.Gaps, 4_999_999_998);
   assert.equal(c.checker.sandboxes.get('sb-1').settledMissing.ranges.length, 1);
 });
 

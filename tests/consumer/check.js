@@ -143,6 +143,7 @@ class SandboxState {
     this.late = 0; // events that arrived after their number was settled as missing
     this.maxSeq = 0;
     this.maxCovered = 0;
+    this.lowest = Infinity; // the lowest number delivered or covered
     this.delivered = new RangeSet();
     this.covered = new RangeSet();
     this.reportedDropped = 0; // sum of droppedRecords of the unique telkin.dropped records
@@ -173,6 +174,7 @@ class SandboxState {
     }
     this.events++;
     if (seq > this.maxSeq) this.maxSeq = seq;
+    if (seq < this.lowest) this.lowest = seq;
     if (typeof ev.function === 'string') this.function = ev.function;
     if (ev.type === 'telkin.dropped') this._dropped(ev.record);
     return outcome;
@@ -189,6 +191,7 @@ class SandboxState {
       }
       const [lo, hi] = r;
       if (hi > this.maxCovered) this.maxCovered = hi;
+      if (lo < this.lowest) this.lowest = lo;
       if (lo <= this.settledThrough) {
         // A report of numbers already settled as missing: they were dropped after all.
         this.settledCovered += this.settledMissing.removeRange(lo, Math.min(hi, this.settledThrough));
@@ -225,13 +228,14 @@ class SandboxState {
     return this.settledCovered + this.covered.countWithin(lo, hi) - countBoth(this.covered, this.delivered, lo, hi);
   }
 
-  // Everything known now, the open part included (nothing is settled by this).
-  summary({ maxRanges = 100 } = {}) {
-    const lo = this.settledThrough + 1;
+  // Everything known now, the open part included (nothing is settled by this). fromLowest: the
+  // numbers below the lowest one seen are not counted (records past the stream's retention).
+  summary({ maxRanges = 100, fromLowest = false } = {}) {
+    const lo = Math.max(this.settledThrough + 1, fromLowest && this.lowest !== Infinity ? this.lowest : 1);
     const open = this.top >= lo ? gapsWithin(this.delivered, this.covered, lo, this.top) : [];
     const missingRanges = [...this.settledMissing.ranges, ...open];
     const missing = sumRanges(missingRanges);
-    const covered = this.coveredCount();
+    const covered = this.coveredCount(false);
     const unaccounted = Math.max(0, covered - this.reportedDropped);
     let verdict = 'complete';
     if (missing + unaccounted > 0) verdict = 'GAPS';
@@ -241,6 +245,7 @@ class SandboxState {
       function: this.function,
       events: this.events,
       duplicates: this.duplicates,
+      lowest: this.lowest === Infinity ? 0 : this.lowest,
       maxSeq: this.top,
       missing,
       covered,
@@ -256,9 +261,13 @@ class SandboxState {
   }
 }
 
-// All sandboxes of a stream (or of one shard's batches, in the Lambda).
+// All sandboxes of a stream (or of one shard's batches, in the Lambda). startAtFirstSeen: a
+// sandbox is checked from the first number that arrives (a consumer that starts mid-stream, in
+// order), not from 1: the numbers below it are taken as settled, and a later copy of one of them
+// counts as a duplicate.
 class Checker {
-  constructor() {
+  constructor({ startAtFirstSeen = false } = {}) {
+    this.startAtFirstSeen = startAtFirstSeen;
     this.sandboxes = new Map();
     this.records = 0; // Kinesis records fed
     this.foreign = 0; // lines that are not telkin events (not JSON, or no sandbox/seq)
@@ -290,6 +299,7 @@ class Checker {
     let state = this.sandboxes.get(ev.sandbox);
     if (!state) {
       state = new SandboxState(ev.sandbox);
+      if (this.startAtFirstSeen) state.settledThrough = ev.seq - 1;
       this.sandboxes.set(ev.sandbox, state);
     }
     return { outcome: state.accept(ev.seq, ev), state };

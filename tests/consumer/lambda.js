@@ -18,8 +18,10 @@
 // - exact with TELKIN_PARTITION_KEY=sandbox (a sandbox on one shard, in order); with `request` or
 //   `random` one sandbox spreads over shards, each mapping sees only a part, and every number
 //   of another shard looks missing: use the CLI over the whole stream instead;
-// - a cold start of this function forgets every sandbox: numbers below the first one seen after
-//   it are not checked, and a duplicate of an event seen before is counted as an event;
+// - a sandbox is checked from the first number this environment sees of it (the mapping may
+//   start mid-stream, and a cold start of this function forgets every sandbox): numbers below
+//   it are not checked (a later copy of one counts as a duplicate), nor, after a cold start,
+//   the numbers between the last ones settled before it and the first one seen after it;
 // - an event that arrives after its number was counted in Gaps is counted in LateEvents (Gaps
 //   already published stay);
 // - the tail cannot be checked: events lost after the last one that arrived leave no gap.
@@ -52,7 +54,7 @@ const METRICS = ['Events', 'Duplicates', 'Gaps', 'Dropped', 'LateEvents'];
 class Consumer {
   constructor(opts = settings()) {
     this.o = opts;
-    this.checker = new Checker();
+    this.checker = new Checker({ startAtFirstSeen: true });
   }
 
   processBatch(records, now = Date.now()) {

@@ -14,6 +14,8 @@
 //   --json           one JSON object on stdout instead of the table
 //   --timeout S      give up reading after S seconds (default 300)
 //   --ranges N       list at most N missing ranges per sandbox (default 20)
+//   --from-lowest    check each sandbox from the lowest number seen, not from 1 (its first
+//                    records have passed the stream's retention period)
 //
 // Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (with --endpoint and no
 // key, a dummy key: kinesalite and kinesis-local check only the signature's shape).
@@ -198,6 +200,7 @@ function parseArgs(argv) {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') o.json = true;
+    else if (a === '--from-lowest') o.fromLowest = true;
     else if (a === '-h' || a === '--help') o.help = true;
     else if (takes.has(a)) {
       if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
@@ -240,7 +243,8 @@ async function main(argv, env) {
     return 2;
   }
   if (o.help) {
-    const head = fs.readFileSync(__filename, 'utf8').split('\n').slice(2, 22);
+    const lines = fs.readFileSync(__filename, 'utf8').split('\n').slice(2);
+    const head = lines.slice(0, lines.findIndex((l) => !l.startsWith('//')));
     process.stdout.write(`${head.map((l) => l.replace(/^\/\/ ?/, '')).join('\n')}\n`);
     return 0;
   }
@@ -258,7 +262,7 @@ async function main(argv, env) {
     process.stderr.write(`telkin-check: ${e.message}\n`);
     return 2;
   }
-  const report = checker.report({ maxRanges: o.ranges });
+  const report = checker.report({ maxRanges: o.ranges, fromLowest: !!o.fromLowest });
   if (o.json) process.stdout.write(`${JSON.stringify({ stream: o.stream, file: o.file, shards, ...report })}\n`);
   else process.stdout.write(`${formatTable(report, { shards, stream: o.stream || o.file })}\n`);
   return report.verdict === 'GAPS' ? 1 : 0;
