@@ -18,6 +18,7 @@ const { Kinesalite, streamArn } = require('./kinesis');
 const { canon, describe, compare, stripAppended } = require('./compare');
 const {
   BIN, WRAPPER, ECHO, tail, assertClean, assertShutdown: assertCleanShutdown, invokeHead, absentFrom,
+  assertConsumerComplete,
 } = require('./prod_util');
 
 const TEST_TIMEOUT = 90000;
@@ -505,4 +506,63 @@ e2e('forwarding filter: platform events by name, TELKIN_MIN_LEVEL for JSON logs;
   }
   assert.equal(recs.length, want.length);
   assert.ok(!sim.stdoutLines.some((l) => l.includes('"_aws"')), 'TELKIN_METRICS=0 still printed an EMF line');
+});
+
+// The reference consumer (tests/consumer/telkin-check.js) as the oracle: it reads the stream as a
+// user would and must find every number of every sandbox, and exactly the events telkin took.
+// (These need telkin's "seq" and "sandbox" members: issue 14.)
+
+e2e('oracle: 2 shards, 12 invokes of text logs, event records: complete, exact counts', {}, async (t, h) => {
+  const ctx = await start(t, h, { shards: 2 });
+  for (let i = 0; i < 12; i++) await ctx.sim.invoke({ lines: 5 });
+  assertCleanShutdown(await ctx.sim.shutdown(), ctx.sim);
+  await assertConsumerComplete(t, ctx.sim, { stream: ctx.stream, endpoint: ctx.kinesalite.endpoint });
+});
+
+for (const newline of ['1', '0']) {
+  e2e(`oracle: TELKIN_RECORD=ndjson, TELKIN_RECORD_NEWLINE=${newline}, JSON logs, all types, by ARN: complete, exact counts`, {}, async (t, h) => {
+    const types = ['platform', 'function', 'extension'];
+    const ctx = await start(t, h, {
+      arn: true, env: { TELKIN_RECORD: 'ndjson', TELKIN_RECORD_NEWLINE: newline, TELKIN_TYPES: types.join(',') },
+      sim: { logFormat: 'JSON' },
+    });
+    for (let i = 0; i < 4; i++) await ctx.sim.invoke({ lines: 120 });
+    assertCleanShutdown(await ctx.sim.shutdown(), ctx.sim);
+    const recs = await ctx.read();
+    assert.equal(recs.every((r) => r.data.endsWith('\n')), newline === '1', 'Data ends with a newline unless TELKIN_RECORD_NEWLINE=0');
+    await assertConsumerComplete(t, ctx.sim, {
+      stream: streamArn(ctx.stream, ctx.kinesalite.region), endpoint: ctx.kinesalite.endpoint, types,
+    });
+  });
+}
+
+e2e('oracle: filtered events (TELKIN_TYPES by name, TELKIN_MIN_LEVEL) get no number: complete', {}, async (t, h) => {
+  const ctx = await start(t, h, {
+    env: { TELKIN_TYPES: 'platform.report,function', TELKIN_MIN_LEVEL: 'WARN' }, sim: { logFormat: 'JSON' },
+  });
+  const levels = ['DEBUG', 'INFO', 'WARN', 'ERROR'];
+  for (let i = 0; i < 3; i++) await ctx.sim.invoke({ lines: 8, level: (k) => levels[k % 4] });
+  assertCleanShutdown(await ctx.sim.shutdown(), ctx.sim);
+  const expected = ctx.sim.emitted.filter((r) => r.acked && (r.event.type === 'platform.report' ||
+    (r.event.type === 'function' && ['WARN', 'ERROR'].includes(r.event.record.level)))).length;
+  await assertConsumerComplete(t, ctx.sim, { stream: ctx.stream, endpoint: ctx.kinesalite.endpoint, expected });
+});
+
+e2e('oracle: queue overflow while Kinesis is down: complete, every missing number reported dropped', {}, async (t, h) => {
+  const k = new Kinesalite();
+  kins.add(k);
+  t.after(() => k.close());
+  await k.start();
+  const ctx = await start(t, h, {
+    kinesalite: k, env: { TELKIN_FLUSH_TIMEOUT_MS: '300', TELKIN_QUEUE_BYTES: String(2 << 20) },
+  });
+  const { sim } = ctx;
+  await sim.invoke({ lines: 5 });
+  await k.stop({ hard: true });
+  const pad = 'p'.repeat(1100);
+  await sim.invoke({ lines: 3500, message: (m) => `${m} ${pad}` });
+  await k.start();
+  for (let i = 0; i < 5; i++) await sim.invoke({ lines: 5 });
+  assertCleanShutdown(await sim.shutdown(), sim);
+  await assertConsumerComplete(t, sim, { stream: ctx.stream, endpoint: k.endpoint, dropped: true });
 });
