@@ -187,8 +187,8 @@ function formatTable(report, { shards, stream } = {}) {
     }
     if (s.unaccounted) lines.push(`${s.sandbox}: ${s.unaccounted} numbers inside telkin.dropped ranges beyond its droppedRecords count (lost, hidden by coalesced ranges)`);
   }
-  const where = stream ? `${stream}: ${shards} shard(s), ` : '';
-  lines.push(`${where}${report.records} records, ${report.sandboxes.length} sandbox(es), ${report.totals.events} events, ` +
+  const where = shards === undefined ? `${stream}: ` : `${stream}: ${shards} shard(s), ${report.records} records, `;
+  lines.push(`${where}${report.sandboxes.length} sandbox(es), ${report.totals.events} events, ` +
     `${report.totals.duplicates} duplicates, ${report.foreign} foreign`);
   lines.push(`verdict: ${report.verdict}`);
   return lines.join('\n');
