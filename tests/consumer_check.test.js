@@ -239,6 +239,34 @@ test('startAtFirstSeen (the Lambda): a sandbox is checked from its first number'
   assert.equal(c.addData(telkinEvent('sb-1', 499))[0].outcome, 'duplicate');
 });
 
+test('a sandbox spread over 4 shards (random keys), read shard after shard: 400 000 events, complete', { timeout: 30000 }, () => {
+  const c = new Checker();
+  const N = 400_000;
+  for (let shard = 0; shard < 4; shard++) {
+    for (let i = 1 + shard; i <= N; i += 4) c.addEvent({ sandbox: 'sb-1', seq: i, type: 'function', function: 'f' });
+  }
+  for (let i = 1; i <= N; i += 1000) c.addEvent({ sandbox: 'sb-1', seq: i, type: 'function', function: 'f' });
+  const s = only(c);
+  assert.equal(s.events, N);
+  assert.equal(s.duplicates, N / 1000);
+  assert.equal(s.verdict, 'complete');
+  assert.deepEqual(c.sandboxes.get('sb-1').delivered.ranges, [[1, N]]);
+});
+
+test('RangeSet: numbers below the end wait and merge; duplicates are seen before and after the merge', () => {
+  const s = new RangeSet();
+  for (const n of [10, 11, 20, 3, 5, 4, 15]) assert.equal(s.add(n), true, String(n));
+  assert.equal(s.add(4), false, 'pending duplicate');
+  assert.equal(s.has(15), true);
+  assert.deepEqual(s.ranges, [[3, 5], [10, 11], [15, 15], [20, 20]]);
+  assert.equal(s.add(5), false, 'merged duplicate');
+  assert.equal(s.add(12), true);
+  assert.equal(s.add(14), true);
+  assert.equal(s.add(13), true);
+  assert.deepEqual(s.ranges, [[3, 5], [10, 15], [20, 20]]);
+  assert.equal(s.size(), 10);
+});
+
 test('a million events in order cost one range', () => {
   const c = new Checker();
   const N = 1_000_000;

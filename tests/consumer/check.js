@@ -18,24 +18,53 @@
 // The tail cannot be checked: an event after the last one that arrived leaves no gap.
 
 // A set of positive integers kept as sorted, disjoint, non-adjacent inclusive ranges [lo, hi].
+// A number at or past the end extends or appends in O(1) (one shard read in order). One below the
+// end waits in a small hash set and PENDING_MAX of them are merged in one linear pass (a sandbox
+// spread over shards read one after the other), so that out-of-order input stays O(n log n).
+const PENDING_MAX = 65536;
+
 class RangeSet {
-  constructor() { this.ranges = []; }
+  constructor() {
+    this._r = [];
+    this.pending = new Set();
+  }
+
+  get ranges() {
+    if (this.pending.size) this._flush();
+    return this._r;
+  }
+
+  // Merges the pending numbers (none of them in a range) into the ranges, in one pass.
+  _flush() {
+    const nums = [...this.pending].sort((x, y) => x - y);
+    this.pending.clear();
+    const out = [];
+    const push = (lo, hi) => {
+      const last = out[out.length - 1];
+      if (last && last[1] + 1 >= lo) last[1] = Math.max(last[1], hi); else out.push([lo, hi]);
+    };
+    let i = 0;
+    for (const r of this._r) {
+      while (i < nums.length && nums[i] < r[0]) { push(nums[i], nums[i]); i++; }
+      push(r[0], r[1]);
+    }
+    for (; i < nums.length; i++) push(nums[i], nums[i]);
+    this._r = out;
+  }
 
   // Index of the first range whose hi >= n (ranges.length when there is none).
   _find(n) {
+    const r = this.ranges;
     let a = 0;
-    let b = this.ranges.length;
+    let b = r.length;
     while (a < b) {
       const m = (a + b) >> 1;
-      if (this.ranges[m][1] < n) a = m + 1; else b = m;
+      if (r[m][1] < n) a = m + 1; else b = m;
     }
     return a;
   }
 
-  has(n) {
-    const i = this._find(n);
-    return i < this.ranges.length && this.ranges[i][0] <= n;
-  }
+  has(n) { return this.pending.has(n) || this._inRanges(n); }
 
   size() {
     let n = 0;
@@ -65,7 +94,27 @@ class RangeSet {
     return added;
   }
 
-  add(n) { return this.addRange(n, n) > 0; }
+  add(n) {
+    // Pending numbers are all below the last range's end: past it, n is new and goes in as is.
+    const last = this._r[this._r.length - 1];
+    if (!last || n > last[1] + 1) { this._r.push([n, n]); return true; }
+    if (n === last[1] + 1) { last[1] = n; return true; }
+    if (this.pending.has(n) || this._inRanges(n)) return false;
+    this.pending.add(n);
+    if (this.pending.size >= PENDING_MAX) this._flush();
+    return true;
+  }
+
+  // Whether a range (not the pending numbers) holds n.
+  _inRanges(n) {
+    let a = 0;
+    let b = this._r.length;
+    while (a < b) {
+      const m = (a + b) >> 1;
+      if (this._r[m][1] < n) a = m + 1; else b = m;
+    }
+    return a < this._r.length && this._r[a][0] <= n;
+  }
 
   // Removes [lo, hi]; returns how many numbers were removed.
   removeRange(lo, hi) {
@@ -87,18 +136,16 @@ class RangeSet {
   // How many numbers of [lo, hi] the set holds.
   countWithin(lo, hi) {
     let n = 0;
-    for (let i = this._find(lo); i < this.ranges.length && this.ranges[i][0] <= hi; i++) {
-      n += Math.min(this.ranges[i][1], hi) - Math.max(this.ranges[i][0], lo) + 1;
-    }
+    const r = this.ranges;
+    for (let i = this._find(lo); i < r.length && r[i][0] <= hi; i++) n += Math.min(r[i][1], hi) - Math.max(r[i][0], lo) + 1;
     return n;
   }
 
   // The set's ranges clipped to [lo, hi].
   within(lo, hi) {
     const out = [];
-    for (let i = this._find(lo); i < this.ranges.length && this.ranges[i][0] <= hi; i++) {
-      out.push([Math.max(this.ranges[i][0], lo), Math.min(this.ranges[i][1], hi)]);
-    }
+    const r = this.ranges;
+    for (let i = this._find(lo); i < r.length && r[i][0] <= hi; i++) out.push([Math.max(r[i][0], lo), Math.min(r[i][1], hi)]);
     return out;
   }
 }
