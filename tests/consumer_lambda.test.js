@@ -24,7 +24,7 @@ test('EMF shape: namespace, FunctionName dimension, every metric declared and pr
   assert.equal(decl.Namespace, 'telkin/consumer');
   assert.deepEqual(decl.Dimensions, [['FunctionName']]);
   for (const m of decl.Metrics) assert.equal(typeof f[m.Name], 'number', m.Name);
-  assert.deepEqual(decl.Metrics.map((m) => m.Name), ['Events', 'Duplicates', 'Gaps', 'Dropped', 'LateEvents']);
+  assert.deepEqual(decl.Metrics.map((m) => m.Name), ['Events', 'Duplicates', 'Gaps', 'Dropped', 'LateEvents', 'LateDropped']);
   assert.equal(f._aws.Timestamp, 1000);
   assert.equal(f.Events, 2);
   const t = totals(lines);
@@ -59,6 +59,18 @@ test('a gap covered by telkin.dropped within the grace is Dropped, not Gaps', ()
   assert.equal(f.Gaps, 0);
   assert.equal(f.Dropped, 2);
   assert.equal(f.Events, 4);
+});
+
+test('a report that comes after the grace: the gap stays counted, and the numbers count in LateDropped', () => {
+  const c = consumer();
+  let f = perFunction(batch(c, seqs('sb-1', [1, 4, 5, 6, 7])))['fn-test'];
+  assert.equal(f.Gaps, 2);
+  f = perFunction(batch(c, [droppedEvent('sb-1', 8, { droppedRecords: 2, seqRanges: [[2, 3]], reason: 'rejected by Kinesis' })]))['fn-test'];
+  assert.equal(f.LateDropped, 2);
+  assert.equal(f.Dropped, 2);
+  assert.equal(f.Gaps, 0);
+  f = perFunction(batch(c, seqs('sb-1', [9, 10, 11, 12])))['fn-test'];
+  assert.equal(f.LateDropped, 0, 'published once');
 });
 
 test('a coalesced range hiding a loss (more absent numbers than droppedRecords) counts in Gaps', () => {

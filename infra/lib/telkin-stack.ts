@@ -46,8 +46,8 @@ export interface TelkinStackProps extends StackProps {
   readonly sampleArchitecture?: TelkinArch;
   /**
    * Deploy the reference consumer (tests/consumer/lambda.js) on the stream: it checks every
-   * sandbox's sequence numbers and publishes Events, Duplicates, Gaps, Dropped and LateEvents as
-   * EMF metrics (namespace telkin/consumer). Default false.
+   * sandbox's sequence numbers and publishes Events, Duplicates, Gaps, Dropped, LateEvents and
+   * LateDropped as EMF metrics (namespace telkin/consumer). Default false.
    */
   readonly consumerFunction?: boolean;
   /** Folder holding the consumer's code (lambda.js, check.js). Default ../tests/consumer. */

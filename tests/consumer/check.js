@@ -201,6 +201,7 @@ class SandboxState {
     this.settledThrough = 0;
     this.settledMissing = new RangeSet();
     this.settledCovered = 0;
+    this.lateCovered = 0; // of those, numbers settled missing before a report covered them
     this.lastSeen = 0; // Date.now() at the last event (for the Lambda's idle eviction)
   }
 
@@ -241,7 +242,9 @@ class SandboxState {
       if (lo < this.lowest) this.lowest = lo;
       if (lo <= this.settledThrough) {
         // A report of numbers already settled as missing: they were dropped after all.
-        this.settledCovered += this.settledMissing.removeRange(lo, Math.min(hi, this.settledThrough));
+        const late = this.settledMissing.removeRange(lo, Math.min(hi, this.settledThrough));
+        this.settledCovered += late;
+        this.lateCovered += late;
       }
       if (hi > this.settledThrough) this.covered.addRange(Math.max(lo, this.settledThrough + 1), hi);
     }

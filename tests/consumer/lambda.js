@@ -22,8 +22,10 @@
 //   start mid-stream, and a cold start of this function forgets every sandbox): numbers below
 //   it are not checked (a later copy of one counts as a duplicate), nor, after a cold start,
 //   the numbers between the last ones settled before it and the first one seen after it;
-// - an event that arrives after its number was counted in Gaps is counted in LateEvents (Gaps
-//   already published stay);
+// - an event that arrives after its number was counted in Gaps is counted in LateEvents, and a
+//   number a telkin.dropped report covers only after it was counted in Gaps (a report that came
+//   more than GRACE events late) in LateDropped (and Dropped): Gaps already published stay, so
+//   over a period Gaps - LateEvents - LateDropped is what nobody accounts for;
 // - the tail cannot be checked: events lost after the last one that arrived leave no gap.
 
 const { Checker } = require('./check');
@@ -45,7 +47,7 @@ function settings(env = process.env) {
   };
 }
 
-const METRICS = ['Events', 'Duplicates', 'Gaps', 'Dropped', 'LateEvents'];
+const METRICS = ['Events', 'Duplicates', 'Gaps', 'Dropped', 'LateEvents', 'LateDropped'];
 
 /**
  * The consumer: a Checker kept across batches. processBatch(records) takes a Kinesis event's
@@ -78,7 +80,14 @@ class Consumer {
         if (outcome === 'late') c.LateEvents++;
       }
     }
-    for (const s of touched) this._settle(s, s.maxSeq - this.o.grace, counts);
+    for (const s of touched) {
+      // Numbers counted in Gaps by an earlier batch that a report in this one covers.
+      const late = s.lateCovered - (s.lateCoveredPublished || 0);
+      s.lateCoveredPublished = s.lateCovered;
+      counts(s.function).LateDropped += late;
+      counts(s.function).Dropped += late;
+      this._settle(s, s.maxSeq - this.o.grace, counts);
+    }
     // Idle sandboxes: settle their whole range; beyond the cap, forget the least recently seen.
     const byAge = [...this.checker.sandboxes.values()].sort((a, b) => a.lastSeen - b.lastSeen);
     let excess = byAge.length - this.o.maxSandboxes;
