@@ -71,9 +71,10 @@ class Kinesis {
     this.url = new URL(endpoint);
     this.region = region;
     this.credentials = credentials;
-    const https_ = this.url.protocol === 'https:';
-    this.mod = https_ ? https : http;
-    this.agent = new this.mod.Agent({ keepAlive: true, ...(https_ && ca ? { ca } : {}) });
+    const tls = this.url.protocol === 'https:';
+    this.mod = tls ? https : http;
+    // ca replaces Node's default roots: the test CA alone is trusted.
+    this.agent = new this.mod.Agent({ keepAlive: true, ...(tls && ca ? { ca } : {}) });
   }
 
   _once(op, body) {
