@@ -95,27 +95,26 @@ test('several ranges in one report, and a report that covers only part of a gap'
   assert.equal(s.verdict, 'GAPS');
 });
 
-test('a coalesced range that also covers delivered numbers: those count as delivered', () => {
+// Numbers 1..6 of one sandbox of which `delivered` arrive, and report 7: `droppedRecords` events
+// dropped, their numbers coalesced into the range [2, 5].
+function coalesced(delivered, droppedRecords) {
   const c = new Checker();
-  // 2 and 5 were dropped; telkin merged its ranges into [2, 5] (3 and 4 were delivered).
-  for (const i of [1, 3, 4, 6]) c.addData(telkinEvent('sb-1', i));
-  c.addData(droppedEvent('sb-1', 7, { droppedRecords: 2, seqRanges: [[2, 5]] }));
-  const s = only(c);
-  assert.equal(s.events, 5);
-  assert.equal(s.covered, 2);
-  assert.equal(s.unaccounted, 0);
+  for (const i of delivered) c.addData(telkinEvent('sb-1', i));
+  c.addData(droppedEvent('sb-1', 7, { droppedRecords, seqRanges: [[2, 5]] }));
+  return only(c);
+}
+
+test('a coalesced range that also covers delivered numbers: those count as delivered', () => {
+  // 2 and 5 were dropped, 3 and 4 delivered.
+  const s = coalesced([1, 3, 4, 6], 2);
+  assert.deepEqual([s.events, s.covered, s.unaccounted], [5, 2, 0]);
   assert.equal(s.verdict, 'complete, 2 reported dropped');
 });
 
 test('a coalesced range covering more absent numbers than droppedRecords hides a loss: GAPS', () => {
-  const c = new Checker();
-  // 2 and 5 were dropped, 3 was lost on the way; the range [2, 5] covers 3 as well.
-  for (const i of [1, 4, 6]) c.addData(telkinEvent('sb-1', i));
-  c.addData(droppedEvent('sb-1', 7, { droppedRecords: 2, seqRanges: [[2, 5]] }));
-  const s = only(c);
-  assert.equal(s.missing, 0);
-  assert.equal(s.covered, 3);
-  assert.equal(s.unaccounted, 1);
+  // 2 and 5 were dropped, 3 was lost on the way: the range covers it as well.
+  const s = coalesced([1, 4, 6], 2);
+  assert.deepEqual([s.missing, s.covered, s.unaccounted], [0, 3, 1]);
   assert.equal(s.verdict, 'GAPS');
 });
 
