@@ -181,7 +181,7 @@ clang-check: $(BUILD)/host/libbearssl.a $(ANCHORS)
 	clang $(TEST_CFLAGS) -fsyntax-only telkin_test.c
 
 # Every stage runs, even after a failure, so that one run shows everything that is wrong.
-TEST_STAGES := all arm64 clang-check unit-test asan-test hardening-test sim-test e2e-test modes-test \
+TEST_STAGES := all arm64 clang-check unit-test asan-test hardening-test sim-test consumer-test e2e-test modes-test \
                prod-test hostile-test e2e-asan-test valgrind-test layer-test arm64-test \
                infra-test fuzz-smoke
 test: deps deps-arm64

@@ -18,6 +18,7 @@ const { Kinesalite, streamArn } = require('./kinesis');
 const { canon, describe, compare, stripAppended, recordLines } = require('./compare');
 const {
   BIN, WRAPPER, ECHO, tail, assertClean, assertShutdown: assertCleanShutdown, invokeHead, absentFrom,
+  assertConsumerComplete,
 } = require('./prod_util');
 
 const TEST_TIMEOUT = 90000;
@@ -327,7 +328,10 @@ e2e('kinesalite stopped (killed) and restarted mid-run: nothing lost', {}, async
   assertClean(t, compare(sim, await ctx.read()));
 });
 
-e2e('Kinesis down and TELKIN_QUEUE_BYTES exceeded: telkin.dropped accounts for what is missing', {}, async (t, h) => {
+// telkin with a 2 MiB queue shipping to a kinesalite of its own, killed while one invoke logs
+// ~4 MB (more than the queue holds), then started again; returns the context once telkin has
+// caught up with the backlog it kept.
+async function overflowWhileDown(t, h) {
   const k = new Kinesalite();
   kins.add(k);
   t.after(() => k.close());
@@ -335,22 +339,26 @@ e2e('Kinesis down and TELKIN_QUEUE_BYTES exceeded: telkin.dropped accounts for w
   const ctx = await start(t, h, {
     kinesalite: k, env: { TELKIN_FLUSH_TIMEOUT_MS: '300', TELKIN_QUEUE_BYTES: String(2 << 20) },
   });
-  const { sim } = ctx;
-  await sim.invoke({ lines: 5 });
+  await ctx.sim.invoke({ lines: 5 });
   await k.stop({ hard: true });
-  // ~4 MB of log lines while Kinesis is down: more than the 2 MiB queue holds.
   const pad = 'p'.repeat(1100);
-  await sim.invoke({ lines: 3500, message: (m) => `${m} ${pad}` });
+  await ctx.sim.invoke({ lines: 3500, message: (m) => `${m} ${pad}` });
   await k.start();
   // telkin only runs during invokes: invoke (bounded) until one is fully shipped before its
   // /event/next, i.e. telkin has caught up with the backlog it kept.
   let caughtUp = false;
   for (let i = 0; i < 20 && !caughtUp; i++) {
-    const inv = await sim.invoke({ lines: 1 });
+    const inv = await ctx.sim.invoke({ lines: 1 });
     const inStream = new Set((await ctx.read()).filter((r) => r.json).map((r) => canon(stripAppended(r.json))));
     caughtUp = invokeHead(inv, ['platform', 'function']).every((e) => inStream.has(canon(JSON.parse(e.json))));
   }
   assert.ok(caughtUp, 'telkin did not catch up within 20 invokes after Kinesis came back');
+  return ctx;
+}
+
+e2e('Kinesis down and TELKIN_QUEUE_BYTES exceeded: telkin.dropped accounts for what is missing', {}, async (t, h) => {
+  const ctx = await overflowWhileDown(t, h);
+  const { sim } = ctx;
   const last = await sim.invoke({ lines: 10 });
   const sd = await sim.shutdown();
   assertCleanShutdown(sd, sim);
@@ -505,4 +513,54 @@ e2e('forwarding filter: platform events by name, TELKIN_MIN_LEVEL for JSON logs;
   }
   assert.equal(recs.length, want.length);
   assert.ok(!sim.stdoutLines.some((l) => l.includes('"_aws"')), 'TELKIN_METRICS=0 still printed an EMF line');
+});
+
+// The reference consumer (tests/consumer/telkin-check.js) as the oracle: it reads the stream as a
+// user would and must find every number of every sandbox, and exactly the events telkin took.
+// (These need telkin's "seq" and "sandbox" members: issue 14.)
+
+e2e('oracle: 2 shards, 12 invokes of text logs, event records: complete, exact counts', {}, async (t, h) => {
+  const ctx = await start(t, h, { shards: 2 });
+  for (let i = 0; i < 12; i++) await ctx.sim.invoke({ lines: 5 });
+  assertCleanShutdown(await ctx.sim.shutdown(), ctx.sim);
+  await assertConsumerComplete(t, ctx.sim, { stream: ctx.stream, endpoint: ctx.kinesalite.endpoint });
+});
+
+// Data ends with '\n' by default; TELKIN_RECORD_NEWLINE=0 turns that off.
+for (const newline of ['default', '0']) {
+  e2e(`oracle: TELKIN_RECORD=ndjson, TELKIN_RECORD_NEWLINE ${newline}, JSON logs, all types, by ARN: complete, exact counts`, {}, async (t, h) => {
+    const types = ['platform', 'function', 'extension'];
+    const ctx = await start(t, h, {
+      arn: true,
+      env: { TELKIN_RECORD: 'ndjson', TELKIN_RECORD_NEWLINE: newline === '0' ? '0' : null, TELKIN_TYPES: types.join(',') },
+      sim: { logFormat: 'JSON' },
+    });
+    for (let i = 0; i < 4; i++) await ctx.sim.invoke({ lines: 120 });
+    assertCleanShutdown(await ctx.sim.shutdown(), ctx.sim);
+    const recs = await ctx.read();
+    const ends = recs.filter((r) => r.data.endsWith('\n')).length;
+    assert.equal(ends, newline === '0' ? 0 : recs.length, `${ends} of ${recs.length} records end with a newline`);
+    await assertConsumerComplete(t, ctx.sim, {
+      stream: streamArn(ctx.stream, ctx.kinesalite.region), endpoint: ctx.kinesalite.endpoint, types,
+    });
+  });
+}
+
+e2e('oracle: filtered events (TELKIN_TYPES by name, TELKIN_MIN_LEVEL) get no number: complete', {}, async (t, h) => {
+  const ctx = await start(t, h, {
+    env: { TELKIN_TYPES: 'platform.report,function', TELKIN_MIN_LEVEL: 'WARN' }, sim: { logFormat: 'JSON' },
+  });
+  const levels = ['DEBUG', 'INFO', 'WARN', 'ERROR'];
+  for (let i = 0; i < 3; i++) await ctx.sim.invoke({ lines: 8, level: (k) => levels[k % 4] });
+  assertCleanShutdown(await ctx.sim.shutdown(), ctx.sim);
+  const expected = ctx.sim.emitted.filter((r) => r.acked && (r.event.type === 'platform.report' ||
+    (r.event.type === 'function' && ['WARN', 'ERROR'].includes(r.event.record.level)))).length;
+  await assertConsumerComplete(t, ctx.sim, { stream: ctx.stream, endpoint: ctx.kinesalite.endpoint, expected });
+});
+
+e2e('oracle: queue overflow while Kinesis is down: complete, every missing number reported dropped', {}, async (t, h) => {
+  const ctx = await overflowWhileDown(t, h);
+  await ctx.sim.invoke({ lines: 10 });
+  assertCleanShutdown(await ctx.sim.shutdown(), ctx.sim);
+  await assertConsumerComplete(t, ctx.sim, { stream: ctx.stream, endpoint: ctx.kinesalite.endpoint, dropped: true });
 });

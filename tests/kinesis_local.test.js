@@ -15,13 +15,13 @@ const { KinesisClient } = require('./kinesis');
 const { compare, canon, stripAppended } = require('./compare');
 const {
   makePki, freePort, startSim, parseSummary, withDiagnostics, assertShutdown, assertClean, assertFreezeBudget,
-  tmpDir,
+  tmpDir, assertConsumerComplete,
 } = require('./prod_util');
 
 const MAIN_JS = require.resolve('kinesis-local/main.js');
 const ACCOUNT = '000000000000';
 const REGION = 'us-east-1';
-const STREAMS = ['kl-text', 'kl-json', 'kl-burst', 'kl-shutdown'];
+const STREAMS = ['kl-text', 'kl-json', 'kl-burst', 'kl-shutdown', 'kl-oracle'];
 const arn = (name) => `arn:aws:kinesis:${REGION}:${ACCOUNT}:stream/${name}`;
 
 let pki;
@@ -171,4 +171,15 @@ d('SHUTDOWN while telemetry is in flight (500 lines logged during shutdown): shi
   assertClean(t, cmp);
   const sum = parseSummary(sim.stderrLines);
   assert.equal(sum.lostAtExit, 0, sum.line);
+});
+
+// The reference consumer as the oracle, over HTTPS with the test CA (--ca), by ARN; random
+// partition keys spread the sandbox's numbers over both shards, read one after the other.
+// (Needs telkin's "seq" and "sandbox" members: issue 14.)
+d('oracle: HTTPS, random partition keys over 2 shards: telkin-check finds every number', async (t, h) => {
+  const sim = await start(t, h, 'kl-oracle', { env: { TELKIN_PARTITION_KEY: 'random' } });
+  for (let i = 0; i < 6; i++) await sim.invoke({ lines: 10 });
+  assertShutdown(await sim.shutdown(), sim);
+  assert.equal(new Set((await client.readAll('kl-oracle')).map((r) => r.shardId)).size, 2, 'records on both shards');
+  await assertConsumerComplete(t, sim, { stream: arn('kl-oracle'), endpoint: `https://localhost:${mock.tls}`, ca: pki.caFile });
 });

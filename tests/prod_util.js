@@ -229,10 +229,48 @@ class TlsKinesisClient extends KinesisClient {
   close() { this.agent.destroy(); }
 }
 
+/**
+ * The reference consumer as the oracle: tests/consumer/telkin-check.js reads the whole stream
+ * (through `endpoint`, trusting `ca`) and must find `sandboxes` sandboxes, every number from 1 to
+ * the highest delivered or reported dropped, no foreign record, and the events exact: those that
+ * arrived (telkin.dropped records aside) plus the numbers reported dropped are the events the
+ * simulator emitted of the forwarded `types` and telkin acknowledged (`expected` overrides that
+ * count). Duplicates are reported, not failed (at-least-once). With `dropped`, the verdict is
+ * "complete, N reported dropped" with N the sum of droppedRecords; else "complete".
+ * Returns the consumer's report.
+ */
+async function assertConsumerComplete(t, sim, { stream, endpoint, ca, types = ['platform', 'function'], sandboxes = 1,
+  dropped = false, expected } = {}) {
+  const { runCheck } = require('./consumer_util');
+  const r = await runCheck(stream, { endpoint, ca });
+  assert.ok(r.report, `telkin-check gave no report (exit ${r.code}): ${r.stderr}${r.stdout.slice(0, 500)}`);
+  const rep = r.report;
+  const brief = rep.sandboxes.map((s) => `${s.sandbox}: ${s.events} events, max seq ${s.maxSeq}, missing ${s.missing} ` +
+    `${JSON.stringify(s.missingRanges.slice(0, 5))}, dropped ${s.covered}, duplicates ${s.duplicates}: ${s.verdict}`);
+  t.diagnostic(`telkin-check: ${rep.verdict}; ${rep.records} records, foreign ${rep.foreign}; ${brief.join('; ')}`);
+  const emitted = expected ?? sim.emitted.filter((e) => types.includes(e.category) && e.acked).length;
+  const reports = rep.sandboxes.reduce((n, s) => n + s.droppedReports, 0);
+  const reported = rep.sandboxes.reduce((n, s) => n + s.reportedDropped, 0);
+  const want = dropped ? `complete, ${reported} reported dropped` : 'complete';
+  assert.equal(rep.verdict, want, brief.join('\n'));
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(rep.foreign, 0, 'every record is a telkin event with sandbox and seq');
+  assert.equal(rep.sandboxes.length, sandboxes, 'sandboxes');
+  assert.equal(rep.totals.events - reports + rep.totals.covered, emitted, `events: ${rep.totals.events} arrived ` +
+    `(${reports} of them telkin.dropped) and ${rep.totals.covered} reported dropped, for the ${emitted} forwarded ` +
+    'events telkin acknowledged');
+  for (const s of rep.sandboxes) {
+    assert.equal(s.events + s.covered, s.maxSeq, `${s.sandbox}: every number 1..${s.maxSeq} delivered or reported dropped`);
+  }
+  if (dropped) assert.ok(reported > 0, 'telkin.dropped records reported drops');
+  return rep;
+}
+
 // Everything telkin wrote, stdout and stderr.
 function allOutput(sim) { return [...sim.stdoutLines, ...sim.stderrLines].join('\n'); }
 
 module.exports = {
   BIN, AKID, SECRET, makePki, freePort, tail, startSim, stubAndSim, parseSummary, withDiagnostics, assertShutdown,
   assertClean, assertFreezeBudget, TlsKinesisClient, allOutput, tmpDir, invokeHead, absentFrom, WRAPPER, ECHO,
+  assertConsumerComplete,
 };

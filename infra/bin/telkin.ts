@@ -8,6 +8,7 @@
 //   layerDir            folder holding telkin-layer-<arch>.zip, default ../build
 //   sampleFunction      true (default) | false
 //   sampleArchitecture  x86_64 (default) | arm64
+//   consumerFunction    false (default) | true: the reference consumer on the stream (EMF metrics)
 // The stack is environment-agnostic (no account or region lookups): synth needs no credentials.
 import { App } from 'aws-cdk-lib';
 import { StreamMode } from 'aws-cdk-lib/aws-kinesis';
@@ -27,6 +28,10 @@ const shards = ctx('shardCount');
 if (shards !== undefined && !/^[1-9][0-9]*$/.test(shards)) {
   throw new Error(`shardCount must be a positive integer, not ${shards}`);
 }
+const consumer = ctx('consumerFunction') ?? 'false';
+if (consumer !== 'true' && consumer !== 'false') {
+  throw new Error(`consumerFunction must be true or false, not ${consumer}`);
+}
 const arch = ctx('sampleArchitecture') ?? 'x86_64';
 if (arch !== 'x86_64' && arch !== 'arm64') {
   throw new Error(`sampleArchitecture must be x86_64 or arm64, not ${arch}`);
@@ -41,4 +46,5 @@ new TelkinStack(app, ctx('stackName') ?? 'Telkin', {
   layerDir: ctx('layerDir'),
   sampleFunction: ctx('sampleFunction') !== 'false',
   sampleArchitecture: arch as TelkinArch,
+  consumerFunction: consumer === 'true',
 });

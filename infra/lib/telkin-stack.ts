@@ -2,11 +2,12 @@
 // parameters that publish their ARNs, and a sample function wired to all of it.
 import * as path from 'node:path';
 import * as fs from 'node:fs';
-import { CfnOutput, Stack, StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { KinesisEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
@@ -43,6 +44,14 @@ export interface TelkinStackProps extends StackProps {
   readonly sampleFunction?: boolean;
   /** The sample function's architecture. Default x86_64. */
   readonly sampleArchitecture?: TelkinArch;
+  /**
+   * Deploy the reference consumer (tests/consumer/lambda.js) on the stream: it checks every
+   * sandbox's sequence numbers and publishes Events, Duplicates, Gaps, Dropped, LateEvents and
+   * LateDropped as EMF metrics (namespace telkin/consumer). Default false.
+   */
+  readonly consumerFunction?: boolean;
+  /** Folder holding the consumer's code (lambda.js, check.js). Default ../tests/consumer. */
+  readonly consumerDir?: string;
 }
 
 function toRuntime(id: string): lambda.Runtime {
@@ -76,6 +85,7 @@ export class TelkinStack extends Stack {
   readonly layers: Record<TelkinArch, lambda.LayerVersion>;
   readonly policy: iam.ManagedPolicy;
   readonly sample?: lambda.Function;
+  readonly consumer?: lambda.Function;
 
   constructor(scope: Construct, id: string, props: TelkinStackProps = {}) {
     super(scope, id, props);
@@ -174,6 +184,31 @@ export class TelkinStack extends Stack {
       });
       this.sample.role!.addManagedPolicy(this.policy);
       new CfnOutput(this, 'SampleFunctionName', { value: this.sample.functionName });
+    }
+
+    // The reference consumer: one invocation at a time per shard, in order, from the oldest record
+    // (its checks need a shard's batches in order; see the README, "Checking completeness").
+    // The event source mapping grants the role read on this stream (and decrypt on a customer key).
+    if (props.consumerFunction ?? false) {
+      const consumerLogs = new logs.LogGroup(this, 'ConsumerLogs', { retention: logs.RetentionDays.ONE_WEEK });
+      this.consumer = new lambda.Function(this, 'Consumer', {
+        description: 'telkin reference consumer: checks sequence numbers per sandbox, EMF metrics Gaps, Duplicates, Events',
+        runtime: lambda.Runtime.NODEJS_24_X,
+        architecture: lambda.Architecture.ARM_64,
+        handler: 'lambda.handler',
+        code: lambda.Code.fromAsset(props.consumerDir ?? path.join(__dirname, '..', '..', 'tests', 'consumer')),
+        memorySize: 256,
+        timeout: Duration.minutes(1),
+        logGroup: consumerLogs,
+      });
+      this.consumer.addEventSource(new KinesisEventSource(this.stream, {
+        startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+        batchSize: 1000,
+        maxBatchingWindow: Duration.seconds(5),
+        parallelizationFactor: 1,
+        retryAttempts: 2,
+      }));
+      new CfnOutput(this, 'ConsumerFunctionName', { value: this.consumer.functionName });
     }
 
     new CfnOutput(this, 'StreamName', { value: this.stream.streamName });

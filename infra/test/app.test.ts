@@ -55,11 +55,23 @@ test('app context: provisioned stream with shards, own name, new customer key, a
   assert.deepEqual(only(r.template, 'AWS::Lambda::Function').Properties.Architectures, ['arm64']);
 });
 
+test('app context: consumerFunction=true adds the reference consumer and its mapping', () => {
+  const r = runApp({ stackName: 'TelkinConsumer', consumerFunction: 'true' });
+  assert.equal(r.status, 0, r.stderr);
+  const fns = Object.values(r.template.Resources).filter((x: any) => x.Type === 'AWS::Lambda::Function');
+  assert.equal(fns.length, 2);
+  assert.ok(fns.some((f: any) => f.Properties.Handler === 'lambda.handler'));
+  only(r.template, 'AWS::Lambda::EventSourceMapping');
+  assert.equal(Object.values(runApp({}).template.Resources)
+    .filter((x: any) => x.Type === 'AWS::Lambda::EventSourceMapping').length, 0);
+});
+
 test('app context: bad values are refused', () => {
   for (const [ctx, msg] of [
     [{ streamMode: 'sometimes' }, /streamMode must be/],
     [{ streamMode: 'provisioned', shardCount: '0' }, /shardCount must be a positive integer/],
     [{ sampleArchitecture: 'mips' }, /sampleArchitecture must be/],
+    [{ consumerFunction: 'yes' }, /consumerFunction must be true or false/],
   ] as Array<[Record<string, string>, RegExp]>) {
     const r = runApp(ctx);
     assert.notEqual(r.status, 0);

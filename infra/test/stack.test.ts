@@ -217,3 +217,61 @@ test('a missing layer zip is reported with the make target that builds it', () =
     fs.rmSync(empty, { recursive: true, force: true });
   }
 });
+
+test('reference consumer: absent by default', () => {
+  defaults.resourceCountIs('AWS::Lambda::EventSourceMapping', 0);
+  defaults.resourceCountIs('AWS::Lambda::Function', 1);
+  assert.equal(Object.keys(defaults.findResources('AWS::Lambda::Function', {
+    Properties: { Handler: 'lambda.handler' },
+  })).length, 0);
+});
+
+test('reference consumer on request: handler, runtime, mapping on the stream, read on the stream only', () => {
+  const t = synth({ consumerFunction: true, sampleFunction: false });
+  const stream = logicalId(t, 'AWS::Kinesis::Stream');
+  t.resourceCountIs('AWS::Lambda::Function', 1);
+  t.resourceCountIs('AWS::Lambda::EventSourceMapping', 1);
+  const fn = logicalId(t, 'AWS::Lambda::Function', { Handler: 'lambda.handler' });
+  t.hasResourceProperties('AWS::Lambda::Function', {
+    Handler: 'lambda.handler',
+    Runtime: Match.stringLikeRegexp('^nodejs'),
+    Code: { S3Key: Match.stringLikeRegexp('^[0-9a-f]{64}\\.zip$') },
+  });
+  t.hasResourceProperties('AWS::Lambda::EventSourceMapping', Match.objectLike({
+    FunctionName: { Ref: fn },
+    EventSourceArn: { 'Fn::GetAtt': [stream, 'Arn'] },
+    StartingPosition: 'TRIM_HORIZON',
+    ParallelizationFactor: 1,
+  }));
+  // The role's only inline policy: read actions, on this stream's ARN and nothing else.
+  const policies = Object.values(t.findResources('AWS::IAM::Policy'));
+  assert.equal(policies.length, 1);
+  const statements = policies[0].Properties.PolicyDocument.Statement;
+  for (const st of statements) {
+    assert.equal(st.Effect, 'Allow');
+    assert.deepEqual(st.Resource, { 'Fn::GetAtt': [stream, 'Arn'] }, JSON.stringify(st));
+    for (const a of [st.Action].flat()) {
+      assert.match(a, /^kinesis:(Describe|Get|List|SubscribeToShard)/, `${a} is a read action`);
+    }
+  }
+  const actions = statements.flatMap((st: any) => [st.Action].flat());
+  for (const a of ['kinesis:GetRecords', 'kinesis:GetShardIterator', 'kinesis:DescribeStream', 'kinesis:ListShards']) {
+    assert.ok(actions.includes(a), `${a} granted`);
+  }
+  assert.ok(!actions.some((a: string) => /Put|Delete|Create|Update|\*/.test(a)), 'no write action');
+  // The consumer's role has no producer policy.
+  const role = logicalId(t, 'AWS::IAM::Role');
+  const policy = logicalId(t, 'AWS::IAM::ManagedPolicy');
+  assert.ok(!JSON.stringify(t.findResources('AWS::IAM::Role')[role]).includes(policy));
+});
+
+test('reference consumer with a customer managed key: decrypt on that key only', () => {
+  const t = synth({ consumerFunction: true, sampleFunction: false, encryptionKey: 'create' });
+  const key = logicalId(t, 'AWS::KMS::Key');
+  const statements = Object.values(t.findResources('AWS::IAM::Policy'))
+    .flatMap((p: any) => p.Properties.PolicyDocument.Statement);
+  const kmsStatements = statements.filter((st: any) => [st.Action].flat().some((a: string) => a.startsWith('kms:')));
+  assert.equal(kmsStatements.length, 1);
+  assert.deepEqual([kmsStatements[0].Action].flat(), ['kms:Decrypt']);
+  assert.deepEqual(kmsStatements[0].Resource, { 'Fn::GetAtt': [key, 'Arn'] });
+});
