@@ -11,7 +11,7 @@ const path = require('node:path');
 const net = require('node:net');
 const { LambdaSim } = require('./lambda_sim');
 const { Kinesalite } = require('./kinesis');
-const { compare } = require('./compare');
+const { compare, appendedOf } = require('./compare');
 
 const BIN = path.resolve(__dirname, process.env.TELKIN_BIN || '../build/telkin');
 const WRAPPER = (process.env.TELKIN_BIN_WRAPPER || '').split(/\s+/).filter(Boolean);
@@ -22,6 +22,7 @@ const bold = (s) => (tty ? `\x1b[1m${s}\x1b[0m` : s);
 const width = Math.max(100, (tty && process.stdout.columns) || 160);
 
 const { freePort } = require('./ports');
+const { Checker } = require('./consumer/check');
 
 function oneLine(j) {
   const r = j.record;
@@ -32,7 +33,10 @@ function oneLine(j) {
     const { requestId, ...rest } = r;
     what = (requestId ? `req=${requestId.slice(0, 8)} ` : '') + JSON.stringify(rest);
   } else what = JSON.stringify(r);
-  const head = `${j.time.slice(11, 23)} ${j.sandbox.slice(0, 8)} ${j.function}:${j.version} ${j.type.padEnd(31)}`;
+  // "requestId" telkin appended to a function or extension line: the invocation that wrote it.
+  if (appendedOf(j).requestId) what = `req=${j.requestId.slice(0, 8)} ${what}`;
+  const head = `${j.time.slice(11, 23)} ${j.sandbox.slice(0, 8)} #${String(j.seq).padEnd(3)} ` +
+    `${j.function}:${j.version} ${j.type.padEnd(31)}`;
   const line = `${head} ${what}`;
   return line.length > width ? line.slice(0, width - 1) + '…' : line;
 }
@@ -106,6 +110,16 @@ async function main() {
       if (sim.failed || cmp.problems.length) rc = 1;
     }
     if (missing || unexpected) rc = 1;
+    // What a consumer can prove from the stream alone (tests/consumer, README).
+    const checker = new Checker();
+    for (const r of records) checker.addData(r.data);
+    const rep = checker.report();
+    console.log(bold('\nreference consumer (tests/consumer/check.js), from the stream alone:'));
+    for (const sb of rep.sandboxes) {
+      console.log(`  ${sb.function.padEnd(15)} sandbox ${sb.sandbox.slice(0, 8)}  seq 1..${sb.maxSeq}  events ${sb.events}` +
+        `  duplicates ${sb.duplicates}  missing ${sb.missing}  ${sb.verdict}`);
+    }
+    if (rep.verdict !== 'complete') rc = 1;
     console.log(bold(`\nsummary: events emitted ${emitted} / arrived ${arrived} / missing ${missing}` +
       (dups ? ` / duplicates ${dups}` : '') + (unexpected ? ` / unmatched ${unexpected}` : '') +
       ` — ${rc ? 'FAIL' : 'OK'}`));
