@@ -802,8 +802,12 @@ function assertFirstAttempt(sim) {
 const ROUNDS = Number(process.env.HOSTILE_FLOOD_ROUNDS) || 3;
 for (const [sender, nofile] of [['aws', null], ['retrying', null], ['aws', SMALL_NOFILE], ['retrying', SMALL_NOFILE]]) {
   const slots = nofile ? `${SMALL_SLOTS} slots (RLIMIT_NOFILE ${nofile}): evictions` : 'slots from the default RLIMIT_NOFILE';
+  // The 'aws' sender's verdict is a deadline (an answer within the 25 ms before the next batch is
+  // cut): asserted on the real build (make hostile-test), not on a sanitizer build 2-3 times
+  // slower (HOSTILE_TIME_SCALE > 1), whose run here is about memory; the 'retrying' floods cover it.
+  const skip = sender === 'aws' && SCALE > 1 && 'timing is not asserted under a sanitizer (HOSTILE_TIME_SCALE > 1)';
   hostile(`flood of 1000 hostile connections x ${ROUNDS} rounds, sender '${sender}', ${slots}: every batch accepted first time, nothing missing`,
-    { timeout: TEST_TIMEOUT * 2 }, async (t, h) => {
+    { timeout: TEST_TIMEOUT * 2, skip }, async (t, h) => {
       const ctx = await start(t, h, {
         env: { TELKIN_LOG_LEVEL: 'warn' },
         sim: { sender, ...(nofile ? { wrapper: smallNofile() } : {}) },
