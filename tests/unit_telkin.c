@@ -1508,7 +1508,99 @@ static void test_tls_alert_handshake_failure_has_clear_text(void **state)
 	assert_true(strlen(tls_error_text(BR_ERR_RECV_FATAL_ALERT + 40)) < 64);
 }
 
+/* ---- shipping's CPU budget ------------------------------------------------------------- */
+
+static void test_cpu_budget_follows_the_memory_size(void **state)
+{
+	static const struct { unsigned mb; int64_t us; } cases[] = {
+		{ 128, 904 },    /* 7.2 % of a core: half of it for shipping, per 25 ms */
+		{ 512, 3617 },
+		{ 1768, 12492 },
+		{ 1769, 0 },     /* one vCPU: no budget */
+		{ 10240, 0 },
+		{ 0, 0 },        /* unknown */
+	};
+	struct telkin t;
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&t, 0, sizeof(t));
+		t.cfg.memory_mb = cases[i].mb;
+		cpu_budget_init(&t);
+		assert_int_equal(t.cpu.per_window_us, cases[i].us);
+	}
+}
+
+static void test_cpu_budget_config_reads_lambda_memory_size(void **state)
+{
+	struct config c;
+	char err[320];
+	(void)state;
+	tk_env_minimal();
+	setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.memory_mb, 256);
+	setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "lots", 1); /* not ours to refuse: unknown */
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.memory_mb, 0);
+	unsetenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE");
+}
+
+static void test_cpu_budget_defers_shipping_while_the_function_runs(void **state)
+{
+	struct telkin t;
+	int64_t now = 1000000;
+	(void)state;
+	memset(&t, 0, sizeof(t));
+	t.cfg.memory_mb = 128;
+	cpu_budget_init(&t);
+	t.phase = PHASE_INVOKE;
+	assert_int_equal(cpu_ship_at(&t, now), now);     /* no window yet */
+	t.cpu.window_at = now;
+	t.cpu.used_us = 903;
+	assert_int_equal(cpu_ship_at(&t, now + 5), now + 5);
+	t.cpu.used_us = 904;                              /* spent: the next window */
+	assert_int_equal(cpu_ship_at(&t, now + 5), now + CPU_WINDOW_MS);
+	assert_int_equal(cpu_ship_at(&t, now + CPU_WINDOW_MS), now + CPU_WINDOW_MS);
+	t.phase = PHASE_WAIT_EVENT;                       /* periodic, early next: still running */
+	assert_int_equal(cpu_ship_at(&t, now + 5), now + CPU_WINDOW_MS);
+	/* after runtimeDone, at SHUTDOWN and in init shipping holds the sandbox: full speed */
+	t.phase = PHASE_FLUSH;
+	assert_int_equal(cpu_ship_at(&t, now + 5), now + 5);
+	t.phase = PHASE_SHUTDOWN;
+	assert_int_equal(cpu_ship_at(&t, now + 5), now + 5);
+	t.phase = PHASE_INIT;
+	assert_int_equal(cpu_ship_at(&t, now + 5), now + 5);
+}
+
+static void test_cpu_spent_counts_in_the_current_window(void **state)
+{
+	struct telkin t;
+	int64_t now = 1000000;
+	(void)state;
+	memset(&t, 0, sizeof(t));
+	t.cfg.memory_mb = 128;
+	cpu_budget_init(&t);
+	cpu_spent(&t, now, cpu_thread_us() - 500);        /* a new window: 500 µs */
+	assert_int_equal(t.cpu.window_at, now);
+	assert_true(t.cpu.used_us >= 500 && t.cpu.used_us < 900);
+	assert_int_equal(t.stats.cpu_windows_full, 0);
+	cpu_spent(&t, now + 10, cpu_thread_us() - 500);   /* the same window: spent */
+	assert_true(t.cpu.used_us >= 1000);
+	assert_int_equal(t.stats.cpu_windows_full, 1);
+	cpu_spent(&t, now + CPU_WINDOW_MS, cpu_thread_us()); /* the next one starts at 0 */
+	assert_int_equal(t.cpu.window_at, now + CPU_WINDOW_MS);
+	assert_true(t.cpu.used_us < 500);
+	/* no budget: nothing counted */
+	memset(&t, 0, sizeof(t));
+	cpu_spent(&t, now, 0);
+	assert_int_equal(t.cpu.used_us, 0);
+}
+
 static const struct CMUnitTest telkin_tests[] = {
+	cmocka_unit_test(test_cpu_budget_follows_the_memory_size),
+	cmocka_unit_test(test_cpu_budget_config_reads_lambda_memory_size),
+	cmocka_unit_test(test_cpu_budget_defers_shipping_while_the_function_runs),
+	cmocka_unit_test(test_cpu_spent_counts_in_the_current_window),
 	cmocka_unit_test(test_config_requires_stream),
 	cmocka_unit_test(test_config_defaults),
 	cmocka_unit_test(test_config_rejects_buffer_values_outside_api_ranges),
