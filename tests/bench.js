@@ -38,11 +38,23 @@
 //           and packed as ndjson: 5 MiB PutRecords bodies); at full speed and with telkin held to
 //           7.2 % of a core (a 128 MB function's share) by a cgroup v1 cpu quota (root and a
 //           writable /sys/fs/cgroup/cpu needed, else that half is n/a)
+//   cpu     telkin's CPU for the reference invocation of issue 13 (20 000 lines, ~3.8 MB of
+//           telemetry, 41 PutRecords; TELKIN_FLUSH=end), from /proc/<pid>/schedstat; then, with
+//           valgrind, instructions per event under callgrind (the portable SHA-256: valgrind's CPUID
+//           hides the SHA extensions), the difference of a run with and one without that invocation
+//   mem     Lambda memory sizes: 128 MB, 512 MB and 1769 MB get 7.2 %, 28.9 % and 100 % of a core,
+//           and an extension's CPU comes out of that share, so each extension (telkin, and the floor
+//           program beside it) runs in a cgroup v1 cpu group of that quota (period 100 ms) from its
+//           exec on; per size: cold start, time added to billed duration per invocation for end,
+//           periodic:1000 and auto (as 'strategy' measures it, on 20 frequent invocations), and CPU
+//           per 1000 events of the reference invocation. Needs root and a writable
+//           /sys/fs/cgroup/cpu, else prints "skipped: no writable cgroup cpu controller"
 //
-// usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt,pushback,latency] [--runs N] [--events N]
+// usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt,pushback,latency,cpu,mem] [--runs N] [--events N]
 //                      [--invokes N] [--frequent N] [--rare N]
 //                      pushback only: [--lines N] [--shards 1,2,4] [--keys sandbox,request,random]
 //                      [--records event,ndjson]
+//                      cpu: [--lines N]; mem: [--mem-invokes N]
 // env:   TELKIN_BIN (default ../build/telkin), FLOOR_BIN (default ../build/x86_64/floor_extension)
 // Every child (extensions, the sink's thread) ends with this process; the run is bounded.
 
@@ -56,11 +68,11 @@ const { startSinkWorker, measureSink, eventKey, hrNowMs } = require('./fast_sink
 
 const TELKIN = path.resolve(__dirname, process.env.TELKIN_BIN || '../build/telkin');
 const FLOOR = path.resolve(__dirname, process.env.FLOOR_BIN || '../build/x86_64/floor_extension');
-const BUDGET_MS = 300000;
+const BUDGET_MS = 900000;
 
 function parseArgs(argv) {
   const a = {
-    only: ['cold', 'rss', 'tput', 'invoke', 'strategy', 'packing', 'tlsrtt', 'pushback', 'latency'], runs: 30, events: 500000, invokes: 100,
+    only: ['cold', 'rss', 'tput', 'invoke', 'strategy', 'packing', 'tlsrtt', 'pushback', 'latency', 'cpu', 'mem'], runs: 30, events: 500000, invokes: 100,
     frequent: 58, rare: 2,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -73,6 +85,7 @@ function parseArgs(argv) {
     else if (k === '--frequent') a.frequent = Number(v());
     else if (k === '--rare') a.rare = Number(v());
     else if (k === '--lines') a.lines = Number(v());
+    else if (k === '--mem-invokes') a.memInvokes = Number(v());
     else if (k === '--shards') a.shards = v().split(',').map(Number);
     else if (k === '--keys') a.keys = v().split(',');
     else if (k === '--records') a.records = v().split(',');
@@ -1174,10 +1187,137 @@ async function benchLatency(sink) {
   }
 }
 
+// ------------------------------------------------------------------------------------------------
+// i. CPU per event (the reference invocation of issue 13), and Lambda memory sizes
+
+// A process's CPU time in ms: the scheduler's ns count (/proc/<pid>/schedstat), else utime+stime.
+function schedMs(pid) {
+  try {
+    const ns = Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+    if (Number.isFinite(ns) && ns > 0) return ns / 1e6;
+  } catch { /* none */ }
+  return cpuMs(pid);
+}
+
+const REF_LINES = 20000; // the reference invocation: 20 000 lines, ~3.8 MB of telemetry, 41 PutRecords
+
+// One invocation of `lines` lines with TELKIN_FLUSH=end (everything shipped before /event/next),
+// after 3 small warm-up invocations: the extension's CPU for it (schedstat, read while frozen),
+// the invocation's wall time, and the cpu group's throttling during it.
+async function cpuRun(sink, { lines, bin = TELKIN, wrapper = [], group = null, initTimeoutMs = 5000, env = {} }) {
+  const sim = new LambdaSim({ bin, env: telkinEnv(sink, await freePort(), { TELKIN_FLUSH: 'end', ...env }), wrapper,
+    initTimeoutMs, functionTimeoutMs: 300000, invokeTimeoutMs: 300000 });
+  try {
+    await sim.start();
+    await sim.waitInit();
+    for (let i = 0; i < 3; i++) await sim.invoke({ lines: 3 });
+    const th0 = group && group.throttled();
+    const cpu0 = schedMs(sim.pid);
+    const t0 = process.hrtime.bigint();
+    const inv = await sim.invoke({ lines });
+    const wall = hrMs(t0, process.hrtime.bigint());
+    const cpu = schedMs(sim.pid) - cpu0;
+    const th1 = group && group.throttled();
+    await sim.shutdown();
+    return { cpu, wall, added: inv.addedMs, s: summaryOf(sim), sim,
+      throttled: th1 && { periods: th1.periods - th0.periods, throttled: th1.throttled - th0.throttled } };
+  } finally {
+    await sim.close();
+  }
+}
+
+// TELKIN_PROFILE_BIN: an unstripped build of the same sources, for callgrind_annotate to name functions.
+const CALLGRIND_BIN = process.env.TELKIN_PROFILE_BIN ? path.resolve(process.env.TELKIN_PROFILE_BIN) : TELKIN;
+
+// Instructions of one process run under callgrind ("totals:" of its output file), and the file.
+async function callgrindRun(sink, lines) {
+  const out = path.join(require('node:os').tmpdir(), `telkin-bench-cg-${process.pid}-${lines}.out`);
+  const wrapper = ['valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`];
+  // TELKIN_SANDBOX=0: valgrind makes system calls of its own that the seccomp filter refuses.
+  const r = await cpuRun(sink, { lines, wrapper, initTimeoutMs: 60000, env: { TELKIN_SANDBOX: '0' }, bin: CALLGRIND_BIN });
+  const m = /^(?:totals|summary): (\d+)/m.exec(fs.readFileSync(out, 'utf8'));
+  return { ...r, instr: m ? Number(m[1]) : NaN, out };
+}
+
+function hasValgrind() {
+  try { execFileSync('valgrind', ['--version'], { stdio: 'ignore' }); return true; } catch { return false; }
+}
+
+async function benchCpu(sink, a) {
+  const lines = a.lines || REF_LINES;
+  const runs = Math.max(3, Math.min(a.runs, 7));
+  console.log(`\n-- CPU per event: one ${lines}-line invocation (TELKIN_FLUSH=end, TELKIN_RECORD=event), telkin's CPU` +
+    ` (/proc/<pid>/schedstat) from the thaw to the freeze, ${runs} runs; then under callgrind`);
+  const xs = [];
+  let last;
+  for (let i = 0; i < runs; i++) { last = await cpuRun(sink, { lines }); xs.push(last.cpu); }
+  const s = last.s;
+  console.log(`   CPU median ${f(med(xs))} ms (min ${f(Math.min(...xs))}, max ${f(Math.max(...xs))}): ${f(med(xs) / lines * 1000, 3)} ms` +
+    ` per 1000 events, ${f(med(xs) / lines * 1e6, 0)} ns per event; shipped ${s.shipped} (${s.calls} PutRecords); invoke` +
+    ` ${f(last.wall, 0)} ms wall`);
+  row(`CPU per event, ${lines}-line invocation`, `${f(med(xs) / lines * 1e6, 0)} ns (${f(med(xs), 1)} ms in all, ${s.calls} PutRecords)`,
+    '<= 1.3 us', med(xs) / lines * 1e6 <= 1312, CMD('cpu'));
+  if (!hasValgrind()) { console.log('   callgrind: skipped (no valgrind)'); return; }
+  // Two runs, with and without the big invocation: the difference is the invocation alone. Under
+  // valgrind the CPU does not show the SHA extensions (its CPUID hides them): the portable SHA-256.
+  const big = await callgrindRun(sink, lines);
+  const small = await callgrindRun(sink, 0);
+  const per = (big.instr - small.instr) / lines;
+  console.log(`   callgrind (portable SHA-256: valgrind's CPUID hides the SHA extensions): ${big.instr} instructions with the` +
+    ` invocation, ${small.instr} without: ${f(per, 0)} per event; profile: callgrind_annotate ${big.out}`);
+  row(`instructions per event, callgrind (portable SHA-256)`, `${f(per, 0)}`, '<= 20 000', per <= 20000, CMD('cpu'));
+}
+
+// Lambda gives a function CPU in proportion to its memory: 1769 MB is one vCPU. The extension's CPU
+// comes out of the function's share, so the extension runs in a cgroup v1 cpu group of that share.
+const MEM_SIZES = [[128, 7200], [512, 28900], [1769, 100000]]; // MB, cfs_quota_us per 100 ms period
+
+async function benchMem(a) {
+  console.log('\n-- memory sizes: telkin (and, beside it, the do-nothing extension) in a cgroup v1 cpu group of the share' +
+    ' Lambda gives the function (period 100 ms; quota 7.2 / 28.9 / 100 ms for 128 / 512 / 1769 MB); the simulator outside it');
+  const probe = cpuGroup(100000, 100000);
+  if (!probe) {
+    console.log('   skipped: no writable cgroup cpu controller');
+    row('memory sizes (cold start, added per invoke, CPU/1000 events)', 'skipped: no writable cgroup cpu controller', '-', null, CMD('mem'));
+    return;
+  }
+  probe.close();
+  const workload = strategyWorkload({ frequent: a.memInvokes || 20, rare: 0 });
+  const sink = await startSinkWorker();
+  try {
+    for (const [mb, quota] of MEM_SIZES) {
+      const group = cpuGroup(quota, 100000);
+      try {
+        const cold = await coldRuns(sink, Math.min(a.runs, 10), group.wrapper);
+        const added = {};
+        for (const flush of ['end', 'periodic:1000', 'auto']) added[flush] = (await runStrategy(flush, workload, { group })).added;
+        const floorAdded = (await runStrategy('end', workload, { bin: FLOOR, group })).added;
+        const c = await cpuRun(sink, { lines: REF_LINES, group, wrapper: group.wrapper });
+        const fc = await cpuRun(sink, { lines: REF_LINES, bin: FLOOR, group, wrapper: group.wrapper });
+        const ad = (xs) => `${f(med(xs), 2)}/${f(pct(xs, 0.99), 2)}`;
+        console.log(`   ${String(mb).padStart(4)} MB (${f(quota / 1000, 1)} %): cold start telkin ${f(med(cold.telkin))} ms,` +
+          ` floor ${f(med(cold.floor))} ms; added per invoke p50/p99 ms: end ${ad(added.end)}, periodic:1000` +
+          ` ${ad(added['periodic:1000'])}, auto ${ad(added.auto)}, floor ${ad(floorAdded)}; CPU per 1000 events telkin` +
+          ` ${f(c.cpu / REF_LINES * 1000, 2)} ms (the ${REF_LINES}-line invoke ${f(c.wall, 0)} ms wall, throttled in` +
+          ` ${c.throttled.throttled} of ${c.throttled.periods} periods), floor ${f(fc.cpu / REF_LINES * 1000, 2)} ms`);
+        row(`${mb} MB: cold start telkin / floor`, `${f(med(cold.telkin))} / ${f(med(cold.floor))} ms`, '~ floor', null, CMD('mem'));
+        row(`${mb} MB: added p50/p99, end | periodic:1000 | auto | floor`, `${ad(added.end)} | ${ad(added['periodic:1000'])} |` +
+          ` ${ad(added.auto)} | ${ad(floorAdded)} ms`, 'periodic p50 <= 0.5 ms', med(added['periodic:1000']) <= 0.5, CMD('mem'));
+        row(`${mb} MB: CPU per 1000 events telkin / floor`, `${f(c.cpu / REF_LINES * 1000, 2)} / ${f(fc.cpu / REF_LINES * 1000, 2)} ms` +
+          ` (invoke ${f(c.wall, 0)} ms wall)`, '-', null, CMD('mem'));
+      } finally {
+        group.close();
+      }
+    }
+  } finally {
+    await sink.close();
+  }
+}
+
 async function main() {
   const a = parseArgs(process.argv.slice(2));
   if (a.help) {
-    console.log('usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt,pushback,latency] [--runs N] [--events N] [--invokes N]' +
+    console.log('usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt,pushback,latency,cpu,mem] [--runs N] [--events N] [--invokes N]' +
       ' [--frequent N] [--rare N]');
     return;
   }
@@ -1207,11 +1347,13 @@ async function main() {
   if (a.only.includes('tput')) await benchTput(sink, a);
   if (a.only.includes('invoke')) await benchInvoke(sink, a);
   if (a.only.includes('latency')) await benchLatency(sink);
+  if (a.only.includes('cpu')) await benchCpu(sink, a);
   await sink.close();
   if (a.only.includes('packing')) await benchPacking();
   if (a.only.includes('strategy')) await benchStrategy(a);
   if (a.only.includes('tlsrtt')) await benchTlsRtt(a);
   if (a.only.includes('pushback')) await benchPushback(a);
+  if (a.only.includes('mem')) await benchMem(a);
 
   const w = [Math.max(...rows.map((r) => r.name.length)), Math.max(...rows.map((r) => r.value.length)), 10];
   console.log(`\n${'figure'.padEnd(w[0])}  ${'value'.padEnd(w[1])}  ${'target'.padEnd(w[2])}  ${'   '}  command`);

@@ -31,3 +31,17 @@ BENCH_EXTRA_RUN := cd tests && TELKIN_BIN=$(abspath $(BUILD)/telkin) \
 # The top-level bench rule names $(BENCH_EXTRA) before this file is read (prerequisites are
 # expanded at once): name them again here.
 bench: $(BENCH_EXTRA)
+
+# The same binary unstripped, with debug information (the code is the same: -g changes no
+# instruction): what callgrind_annotate names functions and lines in. make bench's 'cpu' part runs
+# it under callgrind.
+BENCH_PROFILE_BIN := $(BUILD)/x86_64/telkin.prof
+
+$(BENCH_PROFILE_BIN): $(TELKIN_SRCS) $(TELKIN_HDRS) $(BUILD)/x86_64/libbearssl.a $(ANCHORS) Makefile
+	$(CC_x86_64) $(OPT_CFLAGS) -g $(ARCH_CFLAGS_x86_64) $(WARN_CFLAGS) $(call BEARSSL_INC,x86_64) -I$(BUILD) \
+	  $(TELKIN_SRCS) -o $@ $(filter-out -s,$(LDFLAGS_STATIC)) $(BUILD)/x86_64/libbearssl.a
+
+BENCH_EXTRA     += $(BENCH_PROFILE_BIN)
+BENCH_EXTRA_RUN := cd tests && TELKIN_BIN=$(abspath $(BUILD)/telkin) \
+                   FLOOR_BIN=$(abspath $(BENCH_FLOOR)) TELKIN_PROFILE_BIN=$(abspath $(BENCH_PROFILE_BIN)) node bench.js
+bench: $(BENCH_PROFILE_BIN)
