@@ -649,8 +649,12 @@ int json_string_eq(const char *js, const struct json_token *t, const char *str)
 		return 0;
 	p = t->start;
 	end = t->end;
-	if (!(t->flags & JSON_ESCAPED)) /* the bytes are the string: compare them at once */
-		return strlen(str) == end - p && memcmp(s + p, str, end - p) == 0;
+	if (!(t->flags & JSON_ESCAPED)) { /* the bytes are the string (never a NUL: no control) */
+		for (; p < end; p++, q++)
+			if (*q != s[p])
+				return 0;
+		return *q == 0;
+	}
 	while (p < end) {
 		if (s[p] != '\\') {
 			if (*q == 0 || *q != s[p])

@@ -795,7 +795,7 @@ static uint32_t load_be32(const unsigned char *p)
  * rounds eight at a time. The hot code of a CPU without SHA instructions, so built for speed.
  */
 #if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("O2")))
+__attribute__((optimize("O3")))
 #endif
 static void sha256_blocks_portable(uint32_t st[8], const unsigned char *p, size_t n)
 {
