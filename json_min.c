@@ -365,7 +365,8 @@ int json_parse(const char *js, size_t len, struct json_token *toks, size_t max_t
 	emit = emit_depth == 0 || emit_depth > JSON_MAX_DEPTH_LIMIT ? JSON_MAX_DEPTH_LIMIT : emit_depth;
 
 	for (;;) {
-		p = skip_space(s, len, p);
+		if (p >= len || s[p] <= ' ') /* most JSON has no white space between tokens */
+			p = skip_space(s, len, p);
 		if (p >= len) {
 			err = JSON_ERR_INCOMPLETE;
 			goto fail;
