@@ -792,10 +792,14 @@ static uint32_t load_be32(const unsigned char *p)
 
 /*
  * Portable C: the whole message schedule first (with the round constants added), then the
- * rounds eight at a time. The hot code of a CPU without SHA instructions, so built for speed.
+ * rounds eight at a time. The hot code of a CPU without SHA instructions, so built for speed,
+ * as measured with telkin's flags on x86_64 (1 MiB hashed; -Os before: 300 MB/s, 55 instructions
+ * per byte): -O3 with loops unrolled, 326 MB/s and 46 per byte in 1.9 KB; not vectorized, as
+ * -O3 alone makes the schedule two-word SSE2 steps: 41 per byte but 260 MB/s. A 16-word ring
+ * form runs at 410 MB/s (48 per byte) but takes 3.3 KB, over the binary's size aim.
  */
 #if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("O3")))
+__attribute__((optimize("O3", "no-tree-vectorize", "unroll-loops")))
 #endif
 static void sha256_blocks_portable(uint32_t st[8], const unsigned char *p, size_t n)
 {
