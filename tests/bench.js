@@ -124,14 +124,20 @@ function procStatus(pid) {
   return out;
 }
 
-// utime + stime of a process, in ms.
-function cpuMs(pid) {
+// utime and stime of a process, in ms (10 ms ticks).
+function userSysMs(pid) {
   try {
     const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = s.slice(s.lastIndexOf(')') + 2).split(' ');
     const hz = 100; // USER_HZ on Linux
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / hz;
-  } catch { return NaN; }
+    return { user: (Number(fields[11]) * 1000) / hz, sys: (Number(fields[12]) * 1000) / hz };
+  } catch { return { user: NaN, sys: NaN }; }
+}
+
+// utime + stime of a process, in ms.
+function cpuMs(pid) {
+  const u = userSysMs(pid);
+  return u.user + u.sys;
 }
 
 // telkin's exit summary (one stderr line); fields by name so that additions do not break it.
@@ -202,8 +208,10 @@ function hostsWrapper() {
 
 // Cold starts, interleaved; also the three legs of each (the simulator's clock): spawn ->
 // register read, register -> subscribe read, subscribe -> /event/next read.
-async function coldRuns(sink, runs, wrapper = []) {
-  const res = { telkin: [], floor: [], legs: { telkin: [[], [], []], floor: [[], [], []] } };
+// gapMs: a pause before each run (in a cpu group: the quota refills, so that no run starts
+// throttled for what the previous one spent). res.cpu: each run's CPU to its first /event/next.
+async function coldRuns(sink, runs, wrapper = [], gapMs = 0) {
+  const res = { telkin: [], floor: [], legs: { telkin: [[], [], []], floor: [[], [], []] }, cpu: { telkin: [], floor: [] } };
   let failures = 0;
   const one = async (which, keep) => {
     const bin = which === 'telkin' ? TELKIN : FLOOR;
@@ -212,9 +220,12 @@ async function coldRuns(sink, runs, wrapper = []) {
     sim.once('register', () => { hr.reg = process.hrtime.bigint(); });
     sim.once('subscribe', () => { hr.sub = process.hrtime.bigint(); });
     sim.once('next', () => { hr.next = process.hrtime.bigint(); });
+    let initCpu = NaN;
     try {
+      if (gapMs) await sleep(gapMs);
       await sim.start();
       await sim.waitInit();
+      initCpu = schedMs(sim.pid);
     } catch (e) {
       await sim.close();
       if (++failures > 3) throw e;
@@ -224,6 +235,7 @@ async function coldRuns(sink, runs, wrapper = []) {
     await sim.close();
     if (keep) {
       res[which].push(sim.coldStartMs);
+      res.cpu[which].push(initCpu);
       const l = res.legs[which];
       l[0].push(hrMs(sim.timings.spawnHr, hr.reg));
       l[1].push(hrMs(hr.reg, hr.sub));
@@ -1212,14 +1224,14 @@ async function cpuRun(sink, { lines, bin = TELKIN, wrapper = [], group = null, i
     await sim.waitInit();
     for (let i = 0; i < 3; i++) await sim.invoke({ lines: 3 });
     const th0 = group && group.throttled();
-    const cpu0 = schedMs(sim.pid);
+    const cpu0 = schedMs(sim.pid), us0 = userSysMs(sim.pid);
     const t0 = process.hrtime.bigint();
     const inv = await sim.invoke({ lines });
     const wall = hrMs(t0, process.hrtime.bigint());
-    const cpu = schedMs(sim.pid) - cpu0;
+    const cpu = schedMs(sim.pid) - cpu0, us1 = userSysMs(sim.pid);
     const th1 = group && group.throttled();
     await sim.shutdown();
-    return { cpu, wall, added: inv.addedMs, s: summaryOf(sim), sim,
+    return { cpu, user: us1.user - us0.user, sys: us1.sys - us0.sys, wall, added: inv.addedMs, s: summaryOf(sim), sim,
       throttled: th1 && { periods: th1.periods - th0.periods, throttled: th1.throttled - th0.throttled } };
   } finally {
     await sim.close();
@@ -1249,12 +1261,19 @@ async function benchCpu(sink, a) {
   console.log(`\n-- CPU per event: one ${lines}-line invocation (TELKIN_FLUSH=end, TELKIN_RECORD=event), telkin's CPU` +
     ` (/proc/<pid>/schedstat) from the thaw to the freeze, ${runs} runs; then under callgrind`);
   const xs = [];
-  let last;
-  for (let i = 0; i < runs; i++) { last = await cpuRun(sink, { lines }); xs.push(last.cpu); }
+  let last, user = 0, sys = 0;
+  for (let i = 0; i < runs; i++) {
+    last = await cpuRun(sink, { lines });
+    xs.push(last.cpu);
+    user += last.user;
+    sys += last.sys;
+  }
   const s = last.s;
   console.log(`   CPU median ${f(med(xs))} ms (min ${f(Math.min(...xs))}, max ${f(Math.max(...xs))}): ${f(med(xs) / lines * 1000, 3)} ms` +
     ` per 1000 events, ${f(med(xs) / lines * 1e6, 0)} ns per event; shipped ${s.shipped} (${s.calls} PutRecords); invoke` +
     ` ${f(last.wall, 0)} ms wall`);
+  console.log(`   of which user ${f(user / runs, 1)} ms, kernel ${f(sys / runs, 1)} ms per run (10 ms ticks, averaged; the kernel part` +
+    ' includes the loopback TCP of the sink\'s side, which a remote Kinesis does not cost)');
   row(`CPU per event, ${lines}-line invocation`, `${f(med(xs) / lines * 1e6, 0)} ns (${f(med(xs), 1)} ms in all, ${s.calls} PutRecords)`,
     '<= 1.3 us', med(xs) / lines * 1e6 <= 1312, CMD('cpu'));
   if (!hasValgrind()) { console.log('   callgrind: skipped (no valgrind)'); return; }
@@ -1288,7 +1307,7 @@ async function benchMem(a) {
     for (const [mb, quota] of MEM_SIZES) {
       const group = cpuGroup(quota, 100000);
       try {
-        const cold = await coldRuns(sink, Math.min(a.runs, 10), group.wrapper);
+        const cold = await coldRuns(sink, Math.min(a.runs, 10), group.wrapper, 150);
         const added = {};
         for (const flush of ['end', 'periodic:1000', 'auto']) added[flush] = (await runStrategy(flush, workload, { group })).added;
         const floorAdded = (await runStrategy('end', workload, { bin: FLOOR, group })).added;
@@ -1296,7 +1315,8 @@ async function benchMem(a) {
         const fc = await cpuRun(sink, { lines: REF_LINES, bin: FLOOR, group, wrapper: group.wrapper });
         const ad = (xs) => `${f(med(xs), 2)}/${f(pct(xs, 0.99), 2)}`;
         console.log(`   ${String(mb).padStart(4)} MB (${f(quota / 1000, 1)} %): cold start telkin ${f(med(cold.telkin))} ms,` +
-          ` floor ${f(med(cold.floor))} ms; added per invoke p50/p99 ms: end ${ad(added.end)}, periodic:1000` +
+          ` floor ${f(med(cold.floor))} ms (CPU to the first /event/next ${f(med(cold.cpu.telkin))} / ${f(med(cold.cpu.floor))} ms);` +
+          ` added per invoke p50/p99 ms: end ${ad(added.end)}, periodic:1000` +
           ` ${ad(added['periodic:1000'])}, auto ${ad(added.auto)}, floor ${ad(floorAdded)}; CPU per 1000 events telkin` +
           ` ${f(c.cpu / REF_LINES * 1000, 2)} ms (the ${REF_LINES}-line invoke ${f(c.wall, 0)} ms wall, throttled in` +
           ` ${c.throttled.throttled} of ${c.throttled.periods} periods), floor ${f(fc.cpu / REF_LINES * 1000, 2)} ms`);
