@@ -13,9 +13,12 @@
 //           /event/next, with nothing to ship; calibrated by the floor program waiting for the
 //           same batch
 //   strategy  TELKIN_FLUSH=end, periodic:1000 and auto on one simulated workload (a frequent phase
-//           of invokes 100-300 ms apart, then a rare phase 11 s apart): time added after
-//           runtimeDone (as 'invoke' measures it), log line emission -> arrival at the sink, and
-//           events not yet at the sink when the sandbox froze
+//           of invokes 100-300 ms apart, then a rare phase 11 s apart; each handler runs 1-10 ms):
+//           time added to billed duration as Lambda bills it (the later of the runtime's /next and
+//           the extension's /event/next, minus the runtime's; the simulator's inv.addedMs), the
+//           part of it after the hand-over of runtimeDone (as 'invoke' measures it), the same for
+//           the floor program, log line emission -> arrival at the sink, and events not yet at the
+//           sink when the sandbox froze
 //   packing TELKIN_RECORD=event vs ndjson: Kinesis records, PUT payload units (25 KiB per record,
 //           data + partition key, rounded up) and PutRecords requests per 100 000 events of a
 //           realistic mix, counted at the sink
