@@ -46,6 +46,19 @@ static uint64_t string_special8(uint64_t v)
 	return ((v - ONES * 0x20) | (q - ONES) | (b - ONES) | v) & HIGHS;
 }
 
+/*
+ * The index of the first of eight bytes (in memory order) that string_special8 flagged (m != 0):
+ * the lowest flagged byte is always a real match, whatever borrowed above it.
+ */
+static size_t first_flagged8(uint64_t m)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	return (size_t)__builtin_clzll(m) / 8;
+#else
+	return (size_t)__builtin_ctzll(m) / 8;
+#endif
+}
+
 /* 1 for the bytes string_special8 looks for. */
 static const unsigned char string_special[256] = {
 	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -188,11 +201,22 @@ static int scan_string(const unsigned char *s, size_t len, size_t *pp, int *esca
 	int n;
 
 	for (;;) {
-		/* Most string bytes are plain ASCII: skip them eight at a time. */
-		while (len - p >= 8 && !string_special8(load8(s + p)))
+		/* Most string bytes are plain ASCII: skip them eight at a time, straight to the first
+		 * that needs a look; the last few one at a time. */
+		for (;;) {
+			uint64_t m;
+			if (len - p < 8) {
+				while (p < len && !string_special[s[p]])
+					p++;
+				break;
+			}
+			m = string_special8(load8(s + p));
+			if (m) {
+				p += first_flagged8(m);
+				break;
+			}
 			p += 8;
-		while (p < len && !string_special[s[p]])
-			p++;
+		}
 		if (p >= len) {
 			*pp = len;
 			return JSON_ERR_INCOMPLETE;
@@ -341,7 +365,8 @@ int json_parse(const char *js, size_t len, struct json_token *toks, size_t max_t
 	emit = emit_depth == 0 || emit_depth > JSON_MAX_DEPTH_LIMIT ? JSON_MAX_DEPTH_LIMIT : emit_depth;
 
 	for (;;) {
-		p = skip_space(s, len, p);
+		if (p >= len || s[p] <= ' ') /* most JSON has no white space between tokens */
+			p = skip_space(s, len, p);
 		if (p >= len) {
 			err = JSON_ERR_INCOMPLETE;
 			goto fail;
@@ -625,6 +650,12 @@ int json_string_eq(const char *js, const struct json_token *t, const char *str)
 		return 0;
 	p = t->start;
 	end = t->end;
+	if (!(t->flags & JSON_ESCAPED)) { /* the bytes are the string (never a NUL: no control) */
+		for (; p < end; p++, q++)
+			if (*q != s[p])
+				return 0;
+		return *q == 0;
+	}
 	while (p < end) {
 		if (s[p] != '\\') {
 			if (*q == 0 || *q != s[p])
@@ -853,6 +884,27 @@ static const signed char base64_value[256] = {
 	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
 };
 
+/*
+ * The two characters of each 12-bit value, in memory order: 8 KiB of zeroed memory filled at the
+ * first use (no bytes in the binary). Six input bytes become eight characters in four look-ups.
+ */
+static uint16_t base64_pairs[4096];
+
+static void base64_pairs_fill(void)
+{
+	for (unsigned v = 0; v < 4096; v++) {
+		const char pair[2] = { base64_alphabet[v >> 6], base64_alphabet[v & 63] };
+		memcpy(&base64_pairs[v], pair, 2);
+	}
+}
+
+static uint64_t load_be64(const unsigned char *s)
+{
+	return (uint64_t)s[0] << 56 | (uint64_t)s[1] << 48 | (uint64_t)s[2] << 40 |
+	       (uint64_t)s[3] << 32 | (uint64_t)s[4] << 24 | (uint64_t)s[5] << 16 |
+	       (uint64_t)s[6] << 8 | s[7];
+}
+
 /* see json_min.h */
 size_t base64_encode(char *out, size_t cap, const void *in, size_t n)
 {
@@ -862,7 +914,17 @@ size_t base64_encode(char *out, size_t cap, const void *in, size_t n)
 
 	if (n > SIZE_MAX / 4 * 3 - 2 || BASE64_ENCODED_LEN(n) > cap)
 		return (size_t)-1;
-	for (i = 0; n - i >= 3; i += 3) {
+	if (n >= 8 && !base64_pairs[0])
+		base64_pairs_fill();
+	/* Six bytes at a time from an eight-byte load (two bytes past them read, not used). */
+	for (i = 0; n - i >= 8; i += 6, o += 8) {
+		uint64_t b = load_be64(s + i);
+		memcpy(out + o, &base64_pairs[b >> 52], 2);
+		memcpy(out + o + 2, &base64_pairs[b >> 40 & 0xfff], 2);
+		memcpy(out + o + 4, &base64_pairs[b >> 28 & 0xfff], 2);
+		memcpy(out + o + 6, &base64_pairs[b >> 16 & 0xfff], 2);
+	}
+	for (; n - i >= 3; i += 3) {
 		v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
 		out[o++] = base64_alphabet[v >> 18];
 		out[o++] = base64_alphabet[v >> 12 & 63];

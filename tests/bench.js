@@ -13,9 +13,12 @@
 //           /event/next, with nothing to ship; calibrated by the floor program waiting for the
 //           same batch
 //   strategy  TELKIN_FLUSH=end, periodic:1000 and auto on one simulated workload (a frequent phase
-//           of invokes 100-300 ms apart, then a rare phase 11 s apart): time added after
-//           runtimeDone (as 'invoke' measures it), log line emission -> arrival at the sink, and
-//           events not yet at the sink when the sandbox froze
+//           of invokes 100-300 ms apart, then a rare phase 11 s apart; each handler runs 1-10 ms):
+//           time added to billed duration as Lambda bills it (the later of the runtime's /next and
+//           the extension's /event/next, minus the runtime's; the simulator's inv.addedMs), the
+//           part of it after the hand-over of runtimeDone (as 'invoke' measures it), the same for
+//           the floor program, log line emission -> arrival at the sink, and events not yet at the
+//           sink when the sandbox froze
 //   packing TELKIN_RECORD=event vs ndjson: Kinesis records, PUT payload units (25 KiB per record,
 //           data + partition key, rounded up) and PutRecords requests per 100 000 events of a
 //           realistic mix, counted at the sink
@@ -38,11 +41,23 @@
 //           and packed as ndjson: 5 MiB PutRecords bodies); at full speed and with telkin held to
 //           7.2 % of a core (a 128 MB function's share) by a cgroup v1 cpu quota (root and a
 //           writable /sys/fs/cgroup/cpu needed, else that half is n/a)
+//   cpu     telkin's CPU for the reference invocation of issue 13 (20 000 lines, ~3.8 MB of
+//           telemetry, 41 PutRecords; TELKIN_FLUSH=end), from /proc/<pid>/schedstat; then, with
+//           valgrind, instructions per event under callgrind (the portable SHA-256: valgrind's CPUID
+//           hides the SHA extensions), the difference of a run with and one without that invocation
+//   mem     Lambda memory sizes: 128 MB, 512 MB and 1769 MB get 7.2 %, 28.9 % and 100 % of a core,
+//           and an extension's CPU comes out of that share, so each extension (telkin, and the floor
+//           program beside it) runs in a cgroup v1 cpu group of that quota (period 100 ms) from its
+//           exec on; per size: cold start, time added to billed duration per invocation for end,
+//           periodic:1000 and auto (as 'strategy' measures it, on 20 frequent invocations), and CPU
+//           per 1000 events of the reference invocation. Needs root and a writable
+//           /sys/fs/cgroup/cpu, else prints "skipped: no writable cgroup cpu controller"
 //
-// usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt,pushback,latency] [--runs N] [--events N]
+// usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt,pushback,latency,cpu,mem] [--runs N] [--events N]
 //                      [--invokes N] [--frequent N] [--rare N]
 //                      pushback only: [--lines N] [--shards 1,2,4] [--keys sandbox,request,random]
 //                      [--records event,ndjson]
+//                      cpu: [--lines N]; mem: [--mem-invokes N]
 // env:   TELKIN_BIN (default ../build/telkin), FLOOR_BIN (default ../build/x86_64/floor_extension)
 // Every child (extensions, the sink's thread) ends with this process; the run is bounded.
 
@@ -57,11 +72,11 @@ const { recordLines } = require('./compare');
 
 const TELKIN = path.resolve(__dirname, process.env.TELKIN_BIN || '../build/telkin');
 const FLOOR = path.resolve(__dirname, process.env.FLOOR_BIN || '../build/x86_64/floor_extension');
-const BUDGET_MS = 300000;
+const BUDGET_MS = 900000;
 
 function parseArgs(argv) {
   const a = {
-    only: ['cold', 'rss', 'tput', 'invoke', 'strategy', 'packing', 'tlsrtt', 'pushback', 'latency'], runs: 30, events: 500000, invokes: 100,
+    only: ['cold', 'rss', 'tput', 'invoke', 'strategy', 'packing', 'tlsrtt', 'pushback', 'latency', 'cpu', 'mem'], runs: 30, events: 500000, invokes: 100,
     frequent: 58, rare: 2,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -74,6 +89,7 @@ function parseArgs(argv) {
     else if (k === '--frequent') a.frequent = Number(v());
     else if (k === '--rare') a.rare = Number(v());
     else if (k === '--lines') a.lines = Number(v());
+    else if (k === '--mem-invokes') a.memInvokes = Number(v());
     else if (k === '--shards') a.shards = v().split(',').map(Number);
     else if (k === '--keys') a.keys = v().split(',');
     else if (k === '--records') a.records = v().split(',');
@@ -112,14 +128,20 @@ function procStatus(pid) {
   return out;
 }
 
-// utime + stime of a process, in ms.
-function cpuMs(pid) {
+// utime and stime of a process, in ms (10 ms ticks).
+function userSysMs(pid) {
   try {
     const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = s.slice(s.lastIndexOf(')') + 2).split(' ');
     const hz = 100; // USER_HZ on Linux
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / hz;
-  } catch { return NaN; }
+    return { user: (Number(fields[11]) * 1000) / hz, sys: (Number(fields[12]) * 1000) / hz };
+  } catch { return { user: NaN, sys: NaN }; }
+}
+
+// utime + stime of a process, in ms.
+function cpuMs(pid) {
+  const u = userSysMs(pid);
+  return u.user + u.sys;
 }
 
 // telkin's exit summary (one stderr line); fields by name so that additions do not break it.
@@ -190,8 +212,10 @@ function hostsWrapper() {
 
 // Cold starts, interleaved; also the three legs of each (the simulator's clock): spawn ->
 // register read, register -> subscribe read, subscribe -> /event/next read.
-async function coldRuns(sink, runs, wrapper = []) {
-  const res = { telkin: [], floor: [], legs: { telkin: [[], [], []], floor: [[], [], []] } };
+// gapMs: a pause before each run (in a cpu group: the quota refills, so that no run starts
+// throttled for what the previous one spent). res.cpu: each run's CPU to its first /event/next.
+async function coldRuns(sink, runs, wrapper = [], gapMs = 0) {
+  const res = { telkin: [], floor: [], legs: { telkin: [[], [], []], floor: [[], [], []] }, cpu: { telkin: [], floor: [] } };
   let failures = 0;
   const one = async (which, keep) => {
     const bin = which === 'telkin' ? TELKIN : FLOOR;
@@ -200,9 +224,12 @@ async function coldRuns(sink, runs, wrapper = []) {
     sim.once('register', () => { hr.reg = process.hrtime.bigint(); });
     sim.once('subscribe', () => { hr.sub = process.hrtime.bigint(); });
     sim.once('next', () => { hr.next = process.hrtime.bigint(); });
+    let initCpu = NaN;
     try {
+      if (gapMs) await sleep(gapMs);
       await sim.start();
       await sim.waitInit();
+      initCpu = schedMs(sim.pid);
     } catch (e) {
       await sim.close();
       if (++failures > 3) throw e;
@@ -212,6 +239,7 @@ async function coldRuns(sink, runs, wrapper = []) {
     await sim.close();
     if (keep) {
       res[which].push(sim.coldStartMs);
+      res.cpu[which].push(initCpu);
       const l = res.legs[which];
       l[0].push(hrMs(sim.timings.spawnHr, hr.reg));
       l[1].push(hrMs(hr.reg, hr.sub));
@@ -490,22 +518,28 @@ function prng(seed) {
 // The workload: `frequent` invokes 100-300 ms apart (from the previous freeze to the next invoke),
 // then `rare` invokes 11 s apart (telkin's auto goes back to end past 10 s), 2-5 log lines each.
 const RARE_GAP_MS = 11000;
+// Each handler runs 1-10 ms of real time after its lines (a function that logs does some work;
+// with none the runtime's /next would come before any extension could read the INVOKE). Its own
+// generator, so that gaps and lines stay the workload they were.
 function strategyWorkload(a) {
-  const r = prng(20250101);
+  const r = prng(20250101), rr = prng(20251201);
   const w = [];
   for (let i = 0; i < a.frequent + a.rare; i++) {
     const gapMs = i === 0 ? 0 : i < a.frequent ? 100 + Math.round(r() * 200) : RARE_GAP_MS;
-    w.push({ gapMs, lines: 2 + Math.floor(r() * 4), rare: i >= a.frequent });
+    w.push({ gapMs, lines: 2 + Math.floor(r() * 4), rare: i >= a.frequent, runMs: 1 + Math.floor(rr() * 10) });
   }
   return w;
 }
 
 // One strategy on the workload, against its own capturing sink. Times are process.hrtime in ms
 // (the sink's thread reads the same clock).
-async function runStrategy(flush, workload) {
+// bin FLOOR: the do-nothing extension (its /event/next at once), the calibration; group: a cpu
+// group (cpuGroup) the extension runs in from its exec on.
+async function runStrategy(flush, workload, { bin = TELKIN, group = null } = {}) {
   const sink = await startSinkWorker({ capture: 'events' });
   const sim = new LambdaSim({
-    bin: TELKIN, env: telkinEnv(sink, await freePort(), { TELKIN_FLUSH: flush }), initTimeoutMs: 5000,
+    bin, env: telkinEnv(sink, await freePort(), { TELKIN_FLUSH: flush }), initTimeoutMs: 5000,
+    wrapper: group ? group.wrapper : [],
   });
   const emitted = [];            // {key, t, fn, inv}: platform and function events (TELKIN_TYPES default)
   const doneAt = new Map();      // requestId -> hand-over of the batch carrying its runtimeDone
@@ -526,7 +560,7 @@ async function runStrategy(flush, workload) {
   });
   sim.on('next', () => { lastNext = hrNowMs(); });
   sim.on('freeze', () => { freezes.push({ t: hrNowMs(), inv: sim.state === 'idle' ? sim.invokes.length - 1 : -1, nextT: lastNext }); });
-  const added = [];
+  const added = [], afterDone = [];
   let shutdownT = Infinity, sd;
   const t0 = Date.now();
   try {
@@ -534,11 +568,13 @@ async function runStrategy(flush, workload) {
     await sim.waitInit();
     for (const step of workload) {
       if (step.gapMs) await sleep(step.gapMs);
-      const inv = await sim.invoke({ lines: step.lines });
+      const inv = await sim.invoke({ lines: step.lines, runMs: step.runMs });
+      // As Lambda bills (the simulator's inv.addedMs): the later of the runtime's /next and the
+      // extension's /event/next, minus the runtime's. With end that includes the Telemetry API's
+      // buffering of platform.runtimeDone (25 ms at most); afterDone is the part after its hand-over.
+      added.push(inv.addedMs);
       const d = doneAt.get(inv.requestId);
-      // /event/next before the runtime was done (periodic): nothing added to the invocation.
-      if (inv.extensionNextAt && inv.extensionNextAt < inv.runtimeDoneAt) added.push(0);
-      else if (d !== undefined) added.push(lastNext - d);
+      if (inv.addedMs > 0 && d !== undefined && lastNext >= d) afterDone.push(lastNext - d);
     }
     await sleep(300);
     shutdownT = hrNowMs();
@@ -582,7 +618,7 @@ async function runStrategy(flush, workload) {
   const s = summaryOf(sim);
   const requests = sink.captured.length;
   return {
-    flush, added, lat, latRare, atShutdown, lost, lines, left, waited: waited.size, events: emitted.length, s, sd, requests,
+    flush, added, afterDone, lat, latRare, atShutdown, lost, lines, left, waited: waited.size, events: emitted.length, s, sd, requests,
     wallS: (Date.now() - t0) / 1000,
   };
 }
@@ -598,31 +634,38 @@ async function benchStrategy(a) {
     ` and periodic's wait grows with it); SHUTDOWN 0.3 s after the last invoke`);
   const res = [];
   for (const flush of ['end', 'periodic:1000', 'auto']) res.push(await runStrategy(flush, workload));
+  const floor = await runStrategy('end', workload, { bin: FLOOR });
   const W = 14;
-  console.log(`   ${'TELKIN_FLUSH'.padEnd(W)} ${'added after runtimeDone'.padEnd(24)} ${'log line -> sink'.padEnd(20)}` +
+  console.log(`   ${'TELKIN_FLUSH'.padEnd(W)} ${'added to billed duration'.padEnd(24)} ${'after runtimeDone'.padEnd(18)} ${'log line -> sink'.padEnd(20)}` +
     ` ${'rare phase'.padEnd(11)} ${'undelivered at freezes'.padEnd(30)} ${'waited'.padEnd(8)} ${'at SHUTDOWN'.padEnd(12)} PutRecords`);
-  console.log(`   ${''.padEnd(W)} ${'p50 / p99 ms'.padEnd(24)} ${'p50 / p99 ms'.padEnd(20)} ${'p50 ms'.padEnd(11)}` +
+  console.log(`   ${''.padEnd(W)} ${'p50 / p99 ms'.padEnd(24)} ${'p50 / p99 ms'.padEnd(18)} ${'p50 / p99 ms'.padEnd(20)} ${'p50 ms'.padEnd(11)}` +
     ` ${'per freeze p50/max (freezes)'.padEnd(30)} ${'events'.padEnd(8)} ${'lines'.padEnd(12)}`);
   for (const r of res) {
     const leftF = r.left.filter((x) => x > 0).length;
     r.cells = {
       added: `${f(med(r.added), 3)} / ${f(pct(r.added, 0.99), 3)}`,
+      afterDone: r.afterDone.length ? `${f(med(r.afterDone), 2)} / ${f(pct(r.afterDone, 0.99), 2)}` : '- (none)',
       lat: `${f(med(r.lat), 1)} / ${f(pct(r.lat, 0.99), 1)}`,
       rare: f(med(r.latRare), 1),
       left: `${f(med(r.left), 0)} / ${Math.max(0, ...r.left)} (${leftF} of ${r.left.length})`,
     };
-    console.log(`   ${r.flush.padEnd(W)} ${r.cells.added.padEnd(24)} ${r.cells.lat.padEnd(20)} ${r.cells.rare.padEnd(11)}` +
+    console.log(`   ${r.flush.padEnd(W)} ${r.cells.added.padEnd(24)} ${r.cells.afterDone.padEnd(18)} ${r.cells.lat.padEnd(20)} ${r.cells.rare.padEnd(11)}` +
       ` ${r.cells.left.padEnd(30)} ${String(r.waited).padEnd(8)} ${String(r.atShutdown).padEnd(12)} ${r.requests}` +
       `${r.lost ? `  (${r.lost} lines never arrived)` : ''}`);
   }
+  console.log(`   ${'floor program'.padEnd(W)} ${`${f(med(floor.added), 3)} / ${f(pct(floor.added, 0.99), 3)}`.padEnd(24)} (a do-nothing` +
+    ' extension: /event/next as soon as the INVOKE is read)');
   for (const r of res) {
     console.log(`   ${r.flush}: ${r.lines} lines; telkin shipped ${r.s.shipped} events in ${r.s.records ?? '?'} records and` +
       ` ${r.s.calls} PutRecords, dropped ${r.s.dropped}, lost at exit ${r.s.lost}; exit ${r.sd && r.sd.code}; ${f(r.wallS, 1)} s`);
   }
-  console.log('   added: from the simulator handing over the batch carrying platform.runtimeDone to the /event/next request');
-  console.log('   (0 when /event/next came before the runtime was done, as telkin does with periodic),');
-  console.log("   raw (the simulator's HTTP hops, ~0.5 ms, are in it: see the 'invoke' floor); with end it includes the");
-  console.log('   PutRecords round trip to this local sink (a real Kinesis round trip is ~10-30 ms). log line -> sink: every');
+  console.log('   added to billed duration: as Lambda bills, the invoke ends at the later of the runtime\'s /next (here when');
+  console.log('   the simulated handler, 1-10 ms of real time, is done) and the extension\'s /event/next; added = that end');
+  console.log('   minus the runtime\'s (0 when /event/next came first, as telkin does with periodic). With end it includes');
+  console.log("   the Telemetry API's buffering of platform.runtimeDone (up to timeoutMs, 25 ms), which any extension that");
+  console.log('   waits for runtimeDone pays. after runtimeDone: from the hand-over of the batch carrying runtimeDone to');
+  console.log("   /event/next, for the invokes telkin held (raw: the simulator's HTTP hops, ~0.5 ms, are in it; with end");
+  console.log('   the PutRecords round trip to this local sink; a real Kinesis round trip is ~10-30 ms). log line -> sink: every');
   console.log('   function log line of the invokes, from its emission by the simulator to the arrival of the PutRecords');
   console.log("   carrying it (with the Telemetry API's 25 ms buffering), except lines that arrived only at SHUTDOWN (counted");
   console.log('   apart: their wait is set by when SHUTDOWN comes). undelivered at freezes: events emitted before the invoke\'s');
@@ -630,9 +673,11 @@ async function benchStrategy(a) {
   console.log('   many freezes any); they wait frozen until the next thaw. waited: distinct events (platform and function) that');
   console.log("   did. Not counted: each invoke's platform.report, which Lambda emits after /event/next: it always waits.");
   for (const r of res) {
-    row(`flush=${r.flush}: added p50/p99 | line->sink p50/p99 | undelivered/freeze p50/max (freezes)`,
-      `${r.cells.added} ms | ${r.cells.lat} ms | ${r.cells.left}`, '-', null, CMD('strategy'));
+    row(`flush=${r.flush}: billed added p50/p99 | after runtimeDone | line->sink p50/p99 | undelivered/freeze`,
+      `${r.cells.added} ms | ${r.cells.afterDone} ms | ${r.cells.lat} ms | ${r.cells.left}`,
+      r.flush === 'end' ? '-' : 'p50 <= 0.5 ms', r.flush === 'end' ? null : med(r.added) <= 0.5, CMD('strategy'));
   }
+  row('floor program: billed added p50/p99', `${f(med(floor.added), 3)} / ${f(pct(floor.added, 0.99), 3)} ms`, '-', null, CMD('strategy'));
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1065,7 +1110,10 @@ function cpuGroup(quotaUs, periodUs) {
   const rm = () => { try { fs.rmdirSync(dir); } catch { /* busy or gone */ } };
   process.on('exit', rm);
   return {
+    dir,
     add(pid) { fs.writeFileSync(path.join(dir, 'tasks'), String(pid)); },
+    // A command prefix that moves the process into the group, then execs the extension (same pid).
+    wrapper: ['sh', '-c', `echo $$ > ${dir}/tasks && exec "$0"`],
     throttled() {
       const st = fs.readFileSync(path.join(dir, 'cpu.stat'), 'utf8');
       const n = (k) => Number((new RegExp(`^${k} (\\d+)`, 'm').exec(st) || [])[1]);
@@ -1155,10 +1203,146 @@ async function benchLatency(sink) {
   }
 }
 
+// ------------------------------------------------------------------------------------------------
+// i. CPU per event (the reference invocation of issue 13), and Lambda memory sizes
+
+// A process's CPU time in ms: the scheduler's ns count (/proc/<pid>/schedstat), else utime+stime.
+function schedMs(pid) {
+  try {
+    const ns = Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+    if (Number.isFinite(ns) && ns > 0) return ns / 1e6;
+  } catch { /* none */ }
+  return cpuMs(pid);
+}
+
+const REF_LINES = 20000; // the reference invocation: 20 000 lines, ~3.8 MB of telemetry, 41 PutRecords
+
+// One invocation of `lines` lines with TELKIN_FLUSH=end (everything shipped before /event/next),
+// after 3 small warm-up invocations: the extension's CPU for it (schedstat, read while frozen),
+// the invocation's wall time, and the cpu group's throttling during it.
+async function cpuRun(sink, { lines, bin = TELKIN, wrapper = [], group = null, initTimeoutMs = 5000, env = {} }) {
+  const sim = new LambdaSim({ bin, env: telkinEnv(sink, await freePort(), { TELKIN_FLUSH: 'end', ...env }), wrapper,
+    initTimeoutMs, functionTimeoutMs: 300000, invokeTimeoutMs: 300000 });
+  try {
+    await sim.start();
+    await sim.waitInit();
+    for (let i = 0; i < 3; i++) await sim.invoke({ lines: 3 });
+    const th0 = group && group.throttled();
+    const cpu0 = schedMs(sim.pid), us0 = userSysMs(sim.pid);
+    const t0 = process.hrtime.bigint();
+    const inv = await sim.invoke({ lines });
+    const wall = hrMs(t0, process.hrtime.bigint());
+    const cpu = schedMs(sim.pid) - cpu0, us1 = userSysMs(sim.pid);
+    const th1 = group && group.throttled();
+    await sim.shutdown();
+    return { cpu, user: us1.user - us0.user, sys: us1.sys - us0.sys, wall, added: inv.addedMs, s: summaryOf(sim), sim,
+      throttled: th1 && { periods: th1.periods - th0.periods, throttled: th1.throttled - th0.throttled } };
+  } finally {
+    await sim.close();
+  }
+}
+
+// TELKIN_PROFILE_BIN: an unstripped build of the same sources, for callgrind_annotate to name functions.
+const CALLGRIND_BIN = process.env.TELKIN_PROFILE_BIN ? path.resolve(process.env.TELKIN_PROFILE_BIN) : TELKIN;
+
+// Instructions of one process run under callgrind ("totals:" of its output file), and the file.
+async function callgrindRun(sink, lines) {
+  const out = path.join(require('node:os').tmpdir(), `telkin-bench-cg-${process.pid}-${lines}.out`);
+  const wrapper = ['valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`];
+  // TELKIN_SANDBOX=0: valgrind makes system calls of its own that the seccomp filter refuses.
+  const r = await cpuRun(sink, { lines, wrapper, initTimeoutMs: 60000, env: { TELKIN_SANDBOX: '0' }, bin: CALLGRIND_BIN });
+  const m = /^(?:totals|summary): (\d+)/m.exec(fs.readFileSync(out, 'utf8'));
+  return { ...r, instr: m ? Number(m[1]) : NaN, out };
+}
+
+function hasValgrind() {
+  try { execFileSync('valgrind', ['--version'], { stdio: 'ignore' }); return true; } catch { return false; }
+}
+
+async function benchCpu(sink, a) {
+  const lines = a.lines || REF_LINES;
+  const runs = Math.max(3, Math.min(a.runs, 7));
+  console.log(`\n-- CPU per event: one ${lines}-line invocation (TELKIN_FLUSH=end, TELKIN_RECORD=event), telkin's CPU` +
+    ` (/proc/<pid>/schedstat) from the thaw to the freeze, ${runs} runs; then under callgrind`);
+  const xs = [];
+  let last, user = 0, sys = 0;
+  for (let i = 0; i < runs; i++) {
+    last = await cpuRun(sink, { lines });
+    xs.push(last.cpu);
+    user += last.user;
+    sys += last.sys;
+  }
+  const s = last.s;
+  console.log(`   CPU median ${f(med(xs))} ms (min ${f(Math.min(...xs))}, max ${f(Math.max(...xs))}): ${f(med(xs) / lines * 1000, 3)} ms` +
+    ` per 1000 events, ${f(med(xs) / lines * 1e6, 0)} ns per event; shipped ${s.shipped} (${s.calls} PutRecords); invoke` +
+    ` ${f(last.wall, 0)} ms wall`);
+  console.log(`   of which user ${f(user / runs, 1)} ms, kernel ${f(sys / runs, 1)} ms per run (10 ms ticks, averaged; the kernel part` +
+    ' includes the loopback TCP of the sink\'s side, which a remote Kinesis does not cost)');
+  row(`CPU per event, ${lines}-line invocation`, `${f(med(xs) / lines * 1e6, 0)} ns (${f(med(xs), 1)} ms in all, ${s.calls} PutRecords)`,
+    '<= 1.3 us', med(xs) / lines * 1e6 <= 1312, CMD('cpu'));
+  if (!hasValgrind()) { console.log('   callgrind: skipped (no valgrind)'); return; }
+  // Two runs, with and without the big invocation: the difference is the invocation alone. Under
+  // valgrind the CPU does not show the SHA extensions (its CPUID hides them): the portable SHA-256.
+  const big = await callgrindRun(sink, lines);
+  const small = await callgrindRun(sink, 0);
+  try { fs.unlinkSync(small.out); } catch { /* gone */ }
+  const per = (big.instr - small.instr) / lines;
+  console.log(`   callgrind (portable SHA-256: valgrind's CPUID hides the SHA extensions): ${big.instr} instructions with the` +
+    ` invocation, ${small.instr} without: ${f(per, 0)} per event; profile: callgrind_annotate ${big.out}`);
+  row(`instructions per event, callgrind (portable SHA-256)`, `${f(per, 0)}`, '<= 20 000', per <= 20000, CMD('cpu'));
+}
+
+// Lambda gives a function CPU in proportion to its memory: 1769 MB is one vCPU. The extension's CPU
+// comes out of the function's share, so the extension runs in a cgroup v1 cpu group of that share.
+const MEM_SIZES = [[128, 7200], [512, 28900], [1769, 100000]]; // MB, cfs_quota_us per 100 ms period
+
+async function benchMem(a) {
+  console.log('\n-- memory sizes: telkin (and, beside it, the do-nothing extension) in a cgroup v1 cpu group of the share' +
+    ' Lambda gives the function (period 100 ms; quota 7.2 / 28.9 / 100 ms for 128 / 512 / 1769 MB); the simulator outside it');
+  const probe = cpuGroup(100000, 100000);
+  if (!probe) {
+    console.log('   skipped: no writable cgroup cpu controller');
+    row('memory sizes (cold start, added per invoke, CPU/1000 events)', 'skipped: no writable cgroup cpu controller', '-', null, CMD('mem'));
+    return;
+  }
+  probe.close();
+  const workload = strategyWorkload({ frequent: a.memInvokes || 20, rare: 0 });
+  const sink = await startSinkWorker();
+  try {
+    for (const [mb, quota] of MEM_SIZES) {
+      const group = cpuGroup(quota, 100000);
+      try {
+        const cold = await coldRuns(sink, Math.min(a.runs, 10), group.wrapper, 150);
+        const added = {};
+        for (const flush of ['end', 'periodic:1000', 'auto']) added[flush] = (await runStrategy(flush, workload, { group })).added;
+        const floorAdded = (await runStrategy('end', workload, { bin: FLOOR, group })).added;
+        const c = await cpuRun(sink, { lines: REF_LINES, group, wrapper: group.wrapper });
+        const fc = await cpuRun(sink, { lines: REF_LINES, bin: FLOOR, group, wrapper: group.wrapper });
+        const ad = (xs) => `${f(med(xs), 2)}/${f(pct(xs, 0.99), 2)}`;
+        console.log(`   ${String(mb).padStart(4)} MB (${f(quota / 1000, 1)} %): cold start telkin ${f(med(cold.telkin))} ms,` +
+          ` floor ${f(med(cold.floor))} ms (CPU to the first /event/next ${f(med(cold.cpu.telkin))} / ${f(med(cold.cpu.floor))} ms);` +
+          ` added per invoke p50/p99 ms: end ${ad(added.end)}, periodic:1000` +
+          ` ${ad(added['periodic:1000'])}, auto ${ad(added.auto)}, floor ${ad(floorAdded)}; CPU per 1000 events telkin` +
+          ` ${f(c.cpu / REF_LINES * 1000, 2)} ms (the ${REF_LINES}-line invoke ${f(c.wall, 0)} ms wall, throttled in` +
+          ` ${c.throttled.throttled} of ${c.throttled.periods} periods), floor ${f(fc.cpu / REF_LINES * 1000, 2)} ms`);
+        row(`${mb} MB: cold start telkin / floor`, `${f(med(cold.telkin))} / ${f(med(cold.floor))} ms`, '~ floor', null, CMD('mem'));
+        row(`${mb} MB: added p50/p99, end | periodic:1000 | auto | floor`, `${ad(added.end)} | ${ad(added['periodic:1000'])} |` +
+          ` ${ad(added.auto)} | ${ad(floorAdded)} ms`, 'periodic p50 <= 0.5 ms', med(added['periodic:1000']) <= 0.5, CMD('mem'));
+        row(`${mb} MB: CPU per 1000 events telkin / floor`, `${f(c.cpu / REF_LINES * 1000, 2)} / ${f(fc.cpu / REF_LINES * 1000, 2)} ms` +
+          ` (invoke ${f(c.wall, 0)} ms wall)`, '-', null, CMD('mem'));
+      } finally {
+        group.close();
+      }
+    }
+  } finally {
+    await sink.close();
+  }
+}
+
 async function main() {
   const a = parseArgs(process.argv.slice(2));
   if (a.help) {
-    console.log('usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt,pushback,latency] [--runs N] [--events N] [--invokes N]' +
+    console.log('usage: node bench.js [--only cold,rss,tput,invoke,strategy,packing,tlsrtt,pushback,latency,cpu,mem] [--runs N] [--events N] [--invokes N]' +
       ' [--frequent N] [--rare N]');
     return;
   }
@@ -1188,11 +1372,13 @@ async function main() {
   if (a.only.includes('tput')) await benchTput(sink, a);
   if (a.only.includes('invoke')) await benchInvoke(sink, a);
   if (a.only.includes('latency')) await benchLatency(sink);
+  if (a.only.includes('cpu')) await benchCpu(sink, a);
   await sink.close();
   if (a.only.includes('packing')) await benchPacking();
   if (a.only.includes('strategy')) await benchStrategy(a);
   if (a.only.includes('tlsrtt')) await benchTlsRtt(a);
   if (a.only.includes('pushback')) await benchPushback(a);
+  if (a.only.includes('mem')) await benchMem(a);
 
   const w = [Math.max(...rows.map((r) => r.name.length)), Math.max(...rows.map((r) => r.value.length)), 10];
   console.log(`\n${'figure'.padEnd(w[0])}  ${'value'.padEnd(w[1])}  ${'target'.padEnd(w[2])}  ${'   '}  command`);

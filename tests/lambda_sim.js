@@ -435,6 +435,8 @@ class LambdaSim extends EventEmitter {
    * @param {string} [p.status='success'] runtimeDone/report status
    * @param {number} [p.durationMs]  simulated handler duration (default ~ real elapsed time)
    * @param {function} [p.beforeDone] async hook run after the log lines, before runtimeDone
+   * @param {number} [p.runMs]       real handler time: wait this long after the log lines (and
+   *                                 beforeDone) before the runtime is done
    * @param {string|function} [p.level='INFO'] log level of each line (or i => level)
    * @param {boolean} [p.timeout]    the function overruns its deadline (functionTimeoutMs): after the
    *                                 deadline, runtimeDone {status: timeout} (unless p.runtimeDone
@@ -491,6 +493,7 @@ class LambdaSim extends EventEmitter {
       if (this.exit) throw new Error('extension exited during invoke');
     }
     if (p.beforeDone) await p.beforeDone(inv);
+    if (p.runMs) await new Promise((r) => setTimeout(r, p.runMs));
     if (p.timeout || p.crash) return this._invokeFails(inv, p, t0);
     const elapsed = Number(process.hrtime.bigint() - t0) / 1e6;
     // Simulated handler time: what writing the logs took plus a little "work".
@@ -510,6 +513,7 @@ class LambdaSim extends EventEmitter {
     inv.events.push(done);
     inv.runtimeDoneSeq = done.seq;
     inv.runtimeDoneAt = Date.now();
+    inv.runtimeDoneHr = process.hrtime.bigint(); // the runtime's /next: its part of the invoke ends
     inv.durationMs = durationMs;
     inv.status = status;
     this._runtimeDone = true;
@@ -525,6 +529,11 @@ class LambdaSim extends EventEmitter {
     const inv = this._currentInvoke;
     if (!inv || this.state !== 'invoke' || !this._runtimeDone || !this._pendingNext) return;
     inv.extensionNextAt = this._pendingNext.at;
+    // As Lambda bills: the invoke ends at the later of the runtime's /next and the extension's
+    // /event/next; what the extension adds is that end minus the runtime's (0 when its /event/next
+    // came first, as with TELKIN_FLUSH=periodic). ms, from the high-resolution clock.
+    inv.extensionNextHr = this._pendingNext.hr;
+    inv.addedMs = Math.max(0, Number(inv.extensionNextHr - inv.runtimeDoneHr) / 1e6);
     // Which of this invoke's events (through runtimeDone) had the extension acknowledged?
     inv.unackedBeforeNext = inv.events.filter((e) => e.seq <= inv.runtimeDoneSeq && this._wanted(e) && !e.acked);
     inv.ackedBeforeNext = inv.unackedBeforeNext.length === 0;
@@ -1217,7 +1226,7 @@ class LambdaSim extends EventEmitter {
       this.timings.coldStartMs = Number(process.hrtime.bigint() - this.timings.spawnHr) / 1e6;
     }
     if (this._pendingNext) this._pendingNext.res.destroy();
-    this._pendingNext = { res, at, entry };
+    this._pendingNext = { res, at, hr: process.hrtime.bigint(), entry };
     res.on('close', () => {
       if (this._pendingNext && this._pendingNext.res === res && !res.writableEnded) this._pendingNext = null;
     });

@@ -1279,6 +1279,33 @@ static void test_base64_round_trips_every_byte_value(void **state)
 	}
 }
 
+/* Long inputs go six bytes at a time through a table of character pairs, short ones (and the
+ * tail) three at a time: both give the same characters, for every 12-bit value and every length. */
+static void test_base64_six_byte_steps_match_three_byte_steps(void **state)
+{
+	static unsigned char raw[3 * 4096 + 8];
+	static char whole[BASE64_ENCODED_LEN(sizeof raw)], parts[sizeof whole];
+	uint32_t x = 12345;
+	size_t i, n = 0;
+
+	(void)state;
+	for (i = 0; i + 2 < sizeof raw; i += 3) { /* group g starts with the 12 bits of g */
+		x = x * 1103515245u + 12345u;
+		raw[i] = (unsigned char)(i / 3 >> 4);
+		raw[i + 1] = (unsigned char)((i / 3 & 15) << 4 | x >> 28);
+		raw[i + 2] = (unsigned char)(x >> 16);
+	}
+	for (;;) {
+		assert_int_equal(base64_encode(whole, sizeof whole, raw, n), BASE64_ENCODED_LEN(n));
+		for (i = 0; i < n; i += 3) /* fewer than eight bytes each: the three-byte path */
+			assert_int_equal(base64_encode(parts + i / 3 * 4, 4, raw + i, n - i < 3 ? n - i : 3), 4);
+		assert_memory_equal(whole, parts, BASE64_ENCODED_LEN(n));
+		if (n == sizeof raw)
+			break;
+		n = n < 64 ? n + 1 : n + 1021 < sizeof raw ? n + 1021 : sizeof raw;
+	}
+}
+
 static void test_base64_encode_fails_when_out_is_too_small(void **state)
 {
 	char out[8];
@@ -1386,6 +1413,7 @@ static const struct CMUnitTest json_tests[] = {
 	cmocka_unit_test(test_base64_encodes_the_rfc4648_vectors),
 	cmocka_unit_test(test_base64_decodes_the_rfc4648_vectors),
 	cmocka_unit_test(test_base64_round_trips_every_byte_value),
+	cmocka_unit_test(test_base64_six_byte_steps_match_three_byte_steps),
 	cmocka_unit_test(test_base64_encode_fails_when_out_is_too_small),
 	cmocka_unit_test(test_base64_decode_fails_when_out_is_too_small),
 	cmocka_unit_test(test_base64_decode_rejects_invalid_input),
