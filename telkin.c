@@ -150,20 +150,6 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
                                     KINESIS_MAX_RECORDS * (RECORD_FRAMING_BYTES + 4) + \
                                     KINESIS_MAX_STREAM_NAME + KINESIS_MAX_STREAM_ARN + 128)
 
-/*
- * CPU: Lambda gives a function CPU in proportion to its memory, 1,769 MB being one vCPU
- * (docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html), enforced as a quota per
- * scheduler period; an extension's CPU comes out of the same share. A sandbox that spends its
- * quota is stopped until the next period (up to ~93 ms at 128 MB), and a telemetry POST
- * waiting then is answered late. So below one vCPU, shipping (building, signing, sending) may
- * use at most 1/CPU_SHIP_SHARE of the share in each CPU_WINDOW_MS; the listener is never held.
- * Windows are a quarter of Linux's default CFS period (100 ms): however they fall across a
- * period, shipping takes at most 5/8 of it there.
- */
-#define CPU_FULL_SHARE_MB          1769
-#define CPU_WINDOW_MS              25
-#define CPU_SHIP_SHARE             2
-
 /* Events in one request: 500 records, several events each with TELKIN_RECORD=ndjson. */
 #define BATCH_SLICE_BYTES          (128u << 10)    /* PutRecords body built per slice, then poll() */
 #define INFLIGHT_MAX_ENTRIES       16384
@@ -325,7 +311,6 @@ struct config {
 	struct endpoint creds_uri;
 	char function_name[256];
 	char function_version[64];
-	unsigned memory_mb;       /* AWS_LAMBDA_FUNCTION_MEMORY_SIZE; 0: unknown */
 	unsigned listen_port;
 	unsigned buffer_items;
 	unsigned buffer_bytes;
@@ -723,11 +708,6 @@ static int config_load(struct config *c, char *err, size_t errcap)
 	         env_or("AWS_LAMBDA_FUNCTION_NAME", ""));
 	copy_str(c->function_version, sizeof(c->function_version),
 	         env_or("AWS_LAMBDA_FUNCTION_VERSION", ""));
-	/* Lambda's own variable: 128..10240 (MB); anything else means unknown (no CPU budget). */
-	c->memory_mb = config_uint("AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-	                           env_or("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0"), 0, 1048576, &v,
-	                           err, errcap) ? 0 : (unsigned)v;
-	err[0] = 0;
 
 	if (config_uint("TELKIN_LISTEN_PORT", env_or("TELKIN_LISTEN_PORT", "4243"), 1024, 65535,
 	                &v, err, errcap))
@@ -2013,7 +1993,6 @@ struct stats {
 	uint64_t restores;            /* SnapStart restores (0 or 1 in one process) */
 	uint64_t listener_evictions;  /* connections closed to make room for a new one */
 	uint64_t longest_turn_ms;     /* the longest loop turn (poll() return to the next poll()) */
-	uint64_t cpu_windows_full;    /* CPU windows whose shipping budget was spent */
 	uint64_t platform_logs_dropped;   /* platform.logsDropped events received */
 	uint64_t platform_dropped_records; /* the records they say the platform dropped */
 	uint64_t lost_unanswered;     /* of those, in a request with no answer: they may have arrived */
@@ -2129,11 +2108,6 @@ struct telkin {
 	int kin_frozen;                        /* the connection may have lived through a freeze */
 	int64_t rtt_ms;                        /* PutRecords round trip, recent average */
 	struct pacer pace;
-	struct cpu_budget {                    /* shipping's CPU, below one vCPU (CPU_* above) */
-		int64_t per_window_us;             /* 0: no budget (one vCPU or more, or unknown) */
-		int64_t window_at;                 /* monotonic ms the current window started */
-		int64_t used_us;                   /* shipping's CPU time in it */
-	} cpu;
 	int shutdown_cut;                      /* 1: what was left is counted lost (and reported) */
 
 	/* Shipping strategy (TELKIN_FLUSH=auto resolves to end or periodic by invocation rate). */
@@ -3754,55 +3728,6 @@ static void kinesis_connection_check(struct telkin *t, int64_t now)
 	t->kin_frozen = 0;
 }
 
-/* This thread's CPU time (user and system), in µs. */
-static int64_t cpu_thread_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* Shipping's CPU budget (CPU_* above): 1/CPU_SHIP_SHARE of the memory size's share. */
-static void cpu_budget_init(struct telkin *t)
-{
-	unsigned mb = t->cfg.memory_mb;
-	t->cpu.per_window_us = mb && mb < CPU_FULL_SHARE_MB ?
-	                       (int64_t)mb * CPU_WINDOW_MS * 1000 / CPU_FULL_SHARE_MB / CPU_SHIP_SHARE : 0;
-}
-
-/*
- * When shipping may take its next step: now, or when the next window starts. The budget holds
- * while the function may run (its CPU is the same share); after runtimeDone, at SHUTDOWN and in
- * init, shipping is what holds the sandbox, and goes at full speed.
- */
-static int64_t cpu_ship_at(const struct telkin *t, int64_t now)
-{
-	const struct cpu_budget *b = &t->cpu;
-
-	if (!b->per_window_us || (t->phase != PHASE_INVOKE && t->phase != PHASE_WAIT_EVENT) ||
-	    now - b->window_at >= CPU_WINDOW_MS || b->used_us < b->per_window_us)
-		return now;
-	return b->window_at + CPU_WINDOW_MS;
-}
-
-/* Shipping spent the CPU since since_us (cpu_thread_us) in the window at now. */
-static void cpu_spent(struct telkin *t, int64_t now, int64_t since_us)
-{
-	struct cpu_budget *b = &t->cpu;
-	int64_t was;
-
-	if (!b->per_window_us)
-		return;
-	if (now - b->window_at >= CPU_WINDOW_MS) {
-		b->window_at = now;
-		b->used_us = 0;
-	}
-	was = b->used_us;
-	b->used_us += cpu_thread_us() - since_us;
-	if (was < b->per_window_us && b->used_us >= b->per_window_us)
-		t->stats.cpu_windows_full++;
-}
-
 static void kinesis_send(struct telkin *t, int64_t now)
 {
 	if (!t->build.active) {
@@ -4487,8 +4412,7 @@ static void print_summary(const struct telkin *t)
 	        "batches rejected %llu; queue high-water %zu bytes; connections %llu "
 	        "(TLS handshakes %llu); lost at exit %llu (unanswered %llu); platform logsDropped %llu "
 	        "(%llu records); listener evictions %llu; longest loop turn %llu ms; sandbox %s, "
-	        "system calls denied %llu; shipping CPU budget %lld us per %d ms (spent in %llu "
-	        "windows); last seq %llu of sandbox %s",
+	        "system calls denied %llu; last seq %llu of sandbox %s",
 	        (unsigned long long)s->events_received, (unsigned long long)s->events_queued,
 	        (unsigned long long)s->events_filtered, (unsigned long long)s->events_truncated,
 	        (unsigned long long)s->events_shipped, (unsigned long long)s->bytes_shipped,
@@ -4504,8 +4428,7 @@ static void print_summary(const struct telkin *t)
 	        (unsigned long long)s->platform_logs_dropped,
 	        (unsigned long long)s->platform_dropped_records,
 	        (unsigned long long)s->listener_evictions, (unsigned long long)s->longest_turn_ms,
-	        sandbox_state(), sandbox_denied(), (long long)t->cpu.per_window_us, CPU_WINDOW_MS,
-	        (unsigned long long)s->cpu_windows_full, (unsigned long long)t->seq, t->sandbox_id);
+	        sandbox_state(), sandbox_denied(), (unsigned long long)t->seq, t->sandbox_id);
 }
 
 /* Telemetry silence that ends SHUTDOWN early: two buffering periods and some slack. */
@@ -4805,13 +4728,13 @@ static int poll_timeout(const struct telkin *t, int64_t now)
 
 #define SOONER(x) do { if ((x) < next) next = (x); } while (0)
 	if (t->build.active) /* a PutRecords body half built: the next slice after the listener */
-		SOONER(cpu_ship_at(t, now));
+		SOONER(now);
 	if (t->request_out && hc_next_deadline(&t->kin))
 		SOONER(hc_next_deadline(&t->kin));
 	else if (!t->q.count || t->shutdown_cut == 2)
 		; /* nothing to ship, or no more time to */
 	else if (ship_due(t, now))
-		SOONER(cpu_ship_at(t, now));
+		SOONER(now);
 	else if (now < kinesis_ready_at(t))
 		SOONER(kinesis_ready_at(t));
 	else
@@ -4855,11 +4778,8 @@ static void run(struct telkin *t)
 		lifecycle_step(t, now);
 		shutdown_give_up(t, now);
 		kinesis_wait_fit(t, now);
-		if ((t->build.active || ship_due(t, now)) && cpu_ship_at(t, now) <= now) {
-			int64_t cpu0 = t->cpu.per_window_us ? cpu_thread_us() : 0;
+		if (t->build.active || ship_due(t, now))
 			kinesis_send(t, now);
-			cpu_spent(t, now, cpu0);
-		}
 		if (t->request_out && t->kin.state == HC_FAILED) {
 			kinesis_on_response(t, now);
 			continue;
@@ -4911,11 +4831,9 @@ static void run(struct telkin *t)
 		listener_expire(t, now);
 
 		if (t->kin.state != HC_IDLE || kin_i >= 0) {
-			int64_t cpu0 = t->cpu.per_window_us ? cpu_thread_us() : 0;
 			hc_step(&t->kin, kin_i >= 0 ? pfd[kin_i].revents : 0, now);
 			if (t->request_out && (t->kin.state == HC_DONE || t->kin.state == HC_FAILED))
 				kinesis_on_response(t, now);
-			cpu_spent(t, now, cpu0);
 		}
 		if (api_i >= 0 || t->api.state != HC_IDLE) {
 			hc_step(&t->api, api_i >= 0 ? pfd[api_i].revents : 0, now);
@@ -5623,7 +5541,6 @@ static int telkin_init(struct telkin *t, const char *argv0)
 	if (!t->cfg.function_version[0])
 		copy_str(t->cfg.function_version, sizeof(t->cfg.function_version),
 		         t->registered_version);
-	cpu_budget_init(t);
 	if (identity_build(t) || buffers_alloc(t)) {
 		api_report_error(t, API_INIT_ERROR, "Extension.OutOfMemory",
 		                 "could not allocate telkin's buffers (see TELKIN_QUEUE_BYTES)");
