@@ -1043,11 +1043,7 @@ async function runPushback({ shards, pk, record, lines }) {
     AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', TELKIN_LISTEN_PORT: String(await freePort()),
     TELKIN_PARTITION_KEY: pk, TELKIN_RECORD: record,
   };
-  // A function of one vCPU (1,769 MB), what this machine gives telkin: the figure is about
-  // Kinesis's limits. At 128 MB telkin keeps shipping to its CPU budget while the function runs
-  // (README, CPU budget): PUSHBACK_MEMORY_MB=128 shows what that costs here.
-  const memoryMB = Number(process.env.PUSHBACK_MEMORY_MB) || 1769;
-  const sim = new LambdaSim({ bin: TELKIN, env, initTimeoutMs: 5000, functionTimeoutMs: 30000, memoryMB });
+  const sim = new LambdaSim({ bin: TELKIN, env, initTimeoutMs: 5000, functionTimeoutMs: 30000 });
   let sd, inv, rep;
   try {
     await sim.start();
@@ -1080,8 +1076,7 @@ async function runPushback({ shards, pk, record, lines }) {
 async function benchPushback(a) {
   const lines = a.lines || 20000;
   console.log(`\n-- pushback: one ${lines}-line invocation (TELKIN_FLUSH=auto, i.e. end for a first invocation), then SHUTDOWN ` +
-    '(2 s deadline); stub with Kinesis\'s limits per shard: 1 000 records/s, 1 MiB/s, one second of burst; ' +
-    `a ${Number(process.env.PUSHBACK_MEMORY_MB) || 1769} MB function (PUSHBACK_MEMORY_MB)`);
+    '(2 s deadline); stub with Kinesis\'s limits per shard: 1 000 records/s, 1 MiB/s, one second of burst');
   console.log('   shards  partition key  TELKIN_RECORD  arrived / physical max (%)   lost (reported)  accounted  telkin.dropped  requests  last arrival');
   for (const record of a.records || ['event', 'ndjson']) {
     for (const pk of a.keys || ['sandbox', 'request', 'random']) {
