@@ -2287,6 +2287,11 @@ static uint64_t drop_count(const struct drop_account *a)
 	return a->records[0] + a->records[1] + a->records[2];
 }
 
+static uint64_t drop_bytes(const struct drop_account *a)
+{
+	return a->bytes[0] + a->bytes[1] + a->bytes[2];
+}
+
 /* Account for an event that did not fit in the queue. */
 static void drop_record(struct telkin *t, unsigned kind, size_t bytes, uint64_t seq)
 {
@@ -2316,7 +2321,7 @@ static int queue_drop_report(struct telkin *t, const struct drop_account *a, con
 	                      "\"droppedBytes\":%llu,\"platform\":%llu,\"function\":%llu,"
 	                      "\"extension\":%llu,\"reason\":\"%s\",\"seqRanges\":[",
 	                      (unsigned long long)drop_count(a),
-	                      (unsigned long long)(a->bytes[0] + a->bytes[1] + a->bytes[2]),
+	                      (unsigned long long)drop_bytes(a),
 	                      (unsigned long long)a->records[0], (unsigned long long)a->records[1],
 	                      (unsigned long long)a->records[2], reason);
 	p = rec + n;
@@ -2354,7 +2359,7 @@ static void report_drops(struct telkin *t)
 			continue;
 		log_msg(LOG_WARN, "%s: dropped %llu events (%llu bytes); reported downstream",
 		        reasons[r], (unsigned long long)records,
-		        (unsigned long long)(a->bytes[0] + a->bytes[1] + a->bytes[2]));
+		        (unsigned long long)drop_bytes(a));
 		memset(a, 0, sizeof(*a));
 	}
 }
@@ -2487,16 +2492,12 @@ static void ingest_platform_event(struct telkin *t, const char *ev, const struct
 
 	if (json_string_eq(ev, type, "platform.start")) {
 		t->stream_request_id[0] = 0;
-		if (usable && t->mode != MODE_MANAGED) {
-			memcpy(t->stream_request_id, ev + rid->start, rid->end - rid->start);
-			t->stream_request_id[rid->end - rid->start] = 0;
-		}
+		if (usable && t->mode != MODE_MANAGED)
+			json_string_copy(ev, rid, t->stream_request_id, sizeof(t->stream_request_id));
 	} else if (json_string_eq(ev, type, "platform.runtimeDone")) {
 		t->stream_request_id[0] = 0;
-		if (usable) {
-			memcpy(t->runtime_done_id, ev + rid->start, rid->end - rid->start);
-			t->runtime_done_id[rid->end - rid->start] = 0;
-		}
+		if (usable)
+			json_string_copy(ev, rid, t->runtime_done_id, sizeof(t->runtime_done_id));
 	} else if (json_string_eq(ev, type, "platform.initRuntimeDone")) {
 		t->init_runtime_done = 1;
 	} else if (json_string_eq(ev, type, "platform.logsDropped")) {
@@ -3956,11 +3957,10 @@ static size_t inflight_events(const struct telkin *t)
  * A telkin.dropped record Kinesis refused in its turn: it is owed again, and so is everything it
  * named (its counts and seqRanges, read back from its data): the next report names both.
  */
-static void drop_note_report(struct telkin *t, struct drop_account *a,
-                             const struct queue_entry *e)
+static void drop_note_report(struct telkin *t, struct drop_account *a, struct queue_entry *e)
 {
 	static const char *const classes[3] = { "platform", "function", "extension" };
-	const char *d = (const char *)(e + 1) + e->pk_len;
+	const char *d = entry_data(e);
 	struct json_token *tk = t->event_toks;
 	int n = json_parse(d, e->data_len, tk, EVENT_MAX_TOKENS, JSON_MAX_DEPTH, 4, NULL);
 	int rec = n > 0 ? json_object_get(d, tk, 0, "record") : -1, i, arr = -1;
