@@ -242,6 +242,51 @@ static int scan_string(const unsigned char *s, size_t len, size_t *pp, int *esca
 	}
 }
 
+/* Bytes equal to '"' or '\\' in v, each flagged by its high bit (exact up to the first one). */
+static uint64_t quote_or_backslash8(uint64_t v)
+{
+	uint64_t q = v ^ (ONES * '"');
+	uint64_t b = v ^ (ONES * '\\');
+
+	return (((q - ONES) & ~q) | ((b - ONES) & ~b)) & HIGHS;
+}
+
+/*
+ * scan_string for input already accepted: find the closing quote, stepping over escapes, with no
+ * check of escapes, UTF-8 or control characters. Never reads past s[len - 1].
+ */
+static int skip_string(const unsigned char *s, size_t len, size_t *pp, int *escaped)
+{
+	size_t p = *pp;
+
+	for (;;) {
+		while (len - p >= 8) {
+			uint64_t m = quote_or_backslash8(load8(s + p));
+			if (m) {
+				p += first_flagged8(m);
+				break;
+			}
+			p += 8;
+		}
+		while (p < len && s[p] != '"' && s[p] != '\\')
+			p++;
+		if (p >= len) {
+			*pp = len;
+			return JSON_ERR_INCOMPLETE;
+		}
+		if (s[p] == '"') {
+			*pp = p;
+			return 0;
+		}
+		*escaped = 1;
+		if (len - p < 2) {
+			*pp = len;
+			return JSON_ERR_INCOMPLETE;
+		}
+		p += 2; /* the backslash and the byte it escapes (\u's digits hold no quote) */
+	}
+}
+
 /*
  * Scan a number starting at s[*pp] (RFC 8259 section 6). On success *pp is one past its end.
  * At the top level the end of the input ends the number; inside a container it means more input
@@ -341,8 +386,8 @@ static void set_kind_at(uint64_t *kinds, unsigned depth, int object)
 }
 
 /* see json_min.h */
-int json_parse(const char *js, size_t len, struct json_token *toks, size_t max_tokens,
-               unsigned max_depth, unsigned emit_depth, size_t *err_offset)
+static int parse(const char *js, size_t len, struct json_token *toks, size_t max_tokens,
+                 unsigned max_depth, unsigned emit_depth, size_t *err_offset, int checked)
 {
 	const unsigned char *s = (const unsigned char *)js;
 	uint64_t kinds[JSON_MAX_DEPTH_LIMIT / 64];
@@ -402,7 +447,8 @@ int json_parse(const char *js, size_t len, struct json_token *toks, size_t max_t
 			}
 			start = ++p;
 			escaped = 0;
-			err = scan_string(s, len, &p, &escaped);
+			err = checked ? scan_string(s, len, &p, &escaped)
+			              : skip_string(s, len, &p, &escaped);
 			if (err)
 				goto fail;
 			if (depth <= emit) {
@@ -445,7 +491,8 @@ int json_parse(const char *js, size_t len, struct json_token *toks, size_t max_t
 		case '"':
 			escaped = 0;
 			p++;
-			err = scan_string(s, len, &p, &escaped);
+			err = checked ? scan_string(s, len, &p, &escaped)
+			              : skip_string(s, len, &p, &escaped);
 			if (!err)
 				p++; /* past the closing quote */
 			break;
@@ -550,6 +597,20 @@ fail:
 	if (err_offset != NULL)
 		*err_offset = p;
 	return err;
+}
+
+/* see json_min.h */
+int json_parse(const char *js, size_t len, struct json_token *toks, size_t max_tokens,
+               unsigned max_depth, unsigned emit_depth, size_t *err_offset)
+{
+	return parse(js, len, toks, max_tokens, max_depth, emit_depth, err_offset, 1);
+}
+
+/* see json_min.h */
+int json_parse_accepted(const char *js, size_t len, struct json_token *toks, size_t max_tokens,
+                        unsigned max_depth, unsigned emit_depth)
+{
+	return parse(js, len, toks, max_tokens, max_depth, emit_depth, NULL, 0);
 }
 
 /* see json_min.h */

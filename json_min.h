@@ -97,6 +97,15 @@ int json_parse(const char *js, size_t len, struct json_token *toks, size_t max_t
                unsigned max_depth, unsigned emit_depth, size_t *err_offset);
 
 /*
+ * json_parse for a text json_parse has already accepted (a value cut from a document it accepted):
+ * the same tokens, faster, because strings are only scanned for their closing quote, not checked
+ * again (escapes, UTF-8, control characters). Given any other text it never reads outside
+ * js[0..len), but its tokens, or its error, may differ from json_parse's.
+ */
+int json_parse_accepted(const char *js, size_t len, struct json_token *toks, size_t max_tokens,
+                        unsigned max_depth, unsigned emit_depth);
+
+/*
  * In the object at token index obj, find the member named key (compared after unescaping).
  * Returns the index of the member's value token, or -1 (not an object, collapsed, or no such key).
  * With duplicate keys, the first one wins.

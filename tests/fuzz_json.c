@@ -12,7 +12,9 @@
  *     NUL-terminates, and its result fits the escaped length; json_string_eq agrees with it;
  *     json_escape of the result parses back to the same bytes;
  *   - json_int64 agrees with strtoll on the integers it accepts;
- *   - json_object_get finds every key of every (non-collapsed) object.
+ *   - json_object_get finds every key of every (non-collapsed) object;
+ *   - json_parse_accepted stays inside the input on any document, and on one json_parse accepts
+ *     returns the very same tokens.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -143,6 +145,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FZ_CHECK(n == n_all && off1 == off2);
 	if (n_all > 0 && emit_depth == 0)
 		FZ_CHECK(n == n_all || n == JSON_ERR_NOMEM);
+	/* json_parse_accepted: on any input it stays inside js (ASan) and its tokens inside len; on
+	 * what json_parse accepted, it gives the same count and the very same tokens. */
+	{
+		struct json_token *acc = malloc(max_tokens * sizeof(*acc));
+		int n_acc;
+		FZ_CHECK(acc);
+		n_acc = json_parse_accepted(js, len, acc, max_tokens, max_depth, emit_depth);
+		for (int i = 0; i < n_acc; i++)
+			FZ_CHECK(acc[i].start <= acc[i].end && acc[i].end <= len);
+		if (n > 0) {
+			FZ_CHECK(n_acc == n);
+			for (int i = 0; i < n; i++)
+				FZ_CHECK(acc[i].start == toks[i].start && acc[i].end == toks[i].end &&
+				         acc[i].next == toks[i].next && acc[i].size == toks[i].size &&
+				         acc[i].type == toks[i].type && acc[i].flags == toks[i].flags);
+		}
+		free(acc);
+	}
 
 	for (int pass = 0; pass < 2; pass++) {
 		const struct json_token *t = pass ? all : toks;

@@ -1343,6 +1343,59 @@ static void test_base64_decode_rejects_invalid_input(void **state)
 	}
 }
 
+/* json_parse_accepted: the same tokens as json_parse on what json_parse accepted. */
+static void test_json_parse_accepted_gives_json_parse_tokens_on_accepted_text(void **state)
+{
+	static const char *docs[] = {
+		"{\"time\":\"2026-12-01T00:00:00.000Z\",\"type\":\"function\",\"record\":"
+		"\"2026-12-01\\tabc\\tINFO\\tquote \\\" backslash \\\\ caf\u00e9 \\u65e5 \\ud83d\\ude80\\n\"}",
+		"{\"type\":\"platform.start\",\"record\":{\"requestId\":\"r-1\",\"n\":[1,-2.5e3,true,null,{}]}}",
+		"[\"\", \"\\\\\", \"\\\"\", \"a\\\\\\\"b\", \"12345678\\\"9\"]",
+		"\"\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\"",
+	};
+	struct json_token a[64], b[64];
+
+	(void)state;
+	for (size_t d = 0; d < sizeof(docs) / sizeof(docs[0]); d++) {
+		for (unsigned emit = 0; emit <= 3; emit++) {
+			size_t len = strlen(docs[d]);
+			int n = json_parse(docs[d], len, a, 64, 64, emit, NULL);
+			assert_true(n > 0);
+			assert_int_equal(json_parse_accepted(docs[d], len, b, 64, 64, emit), n);
+			for (int i = 0; i < n; i++) {
+				assert_int_equal(a[i].start, b[i].start);
+				assert_int_equal(a[i].end, b[i].end);
+				assert_int_equal(a[i].next, b[i].next);
+				assert_int_equal(a[i].size, b[i].size);
+				assert_int_equal(a[i].type, b[i].type);
+				assert_int_equal(a[i].flags, b[i].flags);
+			}
+		}
+	}
+}
+
+/* Given text json_parse refuses, it may answer differently but reads nothing outside it. */
+static void test_json_parse_accepted_stays_inside_text_it_was_not_meant_for(void **state)
+{
+	static const char *docs[] = { "\"\\", "\"abc\\", "[\"a\\\"", "{\"a\":\"\x01\"}",
+	                              "\"\xff\xfe\"", "{\"k\":\"v\\q\"}", "[\"1234567\\" };
+	struct json_token t[8];
+
+	(void)state;
+	for (size_t d = 0; d < sizeof(docs) / sizeof(docs[0]); d++) {
+		size_t len = strlen(docs[d]);
+		char *copy = malloc(len); /* exact: ASan sees a read past it */
+		int n;
+		assert_non_null(copy);
+		memcpy(copy, docs[d], len);
+		assert_true(json_parse(copy, len, t, 8, 64, 0, NULL) < 0);
+		n = json_parse_accepted(copy, len, t, 8, 64, 0);
+		for (int i = 0; i < n; i++)
+			assert_true(t[i].start <= t[i].end && t[i].end <= len);
+		free(copy);
+	}
+}
+
 static const struct CMUnitTest json_tests[] = {
 	cmocka_unit_test(test_json_parses_object_with_every_value_type),
 	cmocka_unit_test(test_json_parses_scalar_top_level_values),
@@ -1391,6 +1444,8 @@ static const struct CMUnitTest json_tests[] = {
 	cmocka_unit_test(test_json_rejects_deep_nesting_of_objects),
 	cmocka_unit_test(test_json_reports_incomplete_for_deeply_open_arrays),
 	cmocka_unit_test(test_json_parses_a_1_mib_string),
+	cmocka_unit_test(test_json_parse_accepted_gives_json_parse_tokens_on_accepted_text),
+	cmocka_unit_test(test_json_parse_accepted_stays_inside_text_it_was_not_meant_for),
 	cmocka_unit_test(test_json_object_get_finds_members_by_name),
 	cmocka_unit_test(test_json_object_get_returns_minus_one_for_a_missing_key),
 	cmocka_unit_test(test_json_object_get_skips_nested_values),

@@ -55,8 +55,8 @@ static void tk_free(struct telkin *t)
 	free(t->conns);
 	free(t->listen_heads);
 	free(t->pfd);
-	free(t->q.mem);
-	free(t->req_body);
+	buffer_unmap(t->q.mem, t->q.cap);
+	buffer_unmap(t->req_body, REQUEST_BODY_MAX);
 	free(t->kin.buf);
 	free(t->batch_toks);
 	free(t->resp_toks);
@@ -111,6 +111,24 @@ static size_t tk_ok_response(char *out, size_t cap, size_t records, const int *f
 }
 
 /* ---- configuration ---------------------------------------------------------------------- */
+
+/* The queue and request body: aligned for huge pages, every byte of the size usable. */
+static void test_buffer_map_is_aligned_and_usable_to_its_last_byte(void **state)
+{
+	static const size_t sizes[] = { 64, HUGE_PAGE_BYTES, HUGE_PAGE_BYTES + 1,
+	                                REQUEST_BODY_MAX, 3 * HUGE_PAGE_BYTES + 4096 };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		uint8_t *p = buffer_map(sizes[i]);
+		assert_non_null(p);
+		assert_int_equal((uintptr_t)p % HUGE_PAGE_BYTES, 0);
+		p[0] = 1;
+		p[sizes[i] - 1] = 2;
+		assert_int_equal(p[0] + p[sizes[i] - 1], 3);
+		buffer_unmap(p, sizes[i]);
+	}
+}
 
 static void test_config_requires_stream(void **state)
 {
@@ -1509,6 +1527,7 @@ static void test_tls_alert_handshake_failure_has_clear_text(void **state)
 }
 
 static const struct CMUnitTest telkin_tests[] = {
+	cmocka_unit_test(test_buffer_map_is_aligned_and_usable_to_its_last_byte),
 	cmocka_unit_test(test_config_requires_stream),
 	cmocka_unit_test(test_config_defaults),
 	cmocka_unit_test(test_config_rejects_buffer_values_outside_api_ranges),
