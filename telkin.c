@@ -328,6 +328,7 @@ struct config {
 	size_t record_max_bytes;  /* ndjson: data + partition key per record */
 	int metrics;              /* TELKIN_METRICS: EMF lines on stdout */
 	int record_newline;       /* TELKIN_RECORD_NEWLINE: every event ends with \n */
+	int huge_pages;           /* TELKIN_HUGE_PAGES: the large buffers may take 2 MiB pages */
 	size_t queue_bytes;
 	enum pk_mode pk_mode;
 	unsigned flush_timeout_ms;
@@ -720,7 +721,7 @@ static int config_load(struct config *c, char *err, size_t errcap)
 	                TELEMETRY_ITEMS_MIN, TELEMETRY_ITEMS_MAX, &v, err, errcap))
 		return -1;
 	c->buffer_items = (unsigned)v;
-	if (config_uint("TELKIN_BUFFER_BYTES", env_or("TELKIN_BUFFER_BYTES", "262144"),
+	if (config_uint("TELKIN_BUFFER_BYTES", env_or("TELKIN_BUFFER_BYTES", "1048576"),
 	                TELEMETRY_BYTES_MIN, TELEMETRY_BYTES_MAX, &v, err, errcap))
 		return -1;
 	c->buffer_bytes = (unsigned)v;
@@ -762,6 +763,12 @@ static int config_load(struct config *c, char *err, size_t errcap)
 		return -1;
 	}
 	c->record_newline = s[0] == '1';
+	s = env_or("TELKIN_HUGE_PAGES", "1");
+	if (strcmp(s, "0") && strcmp(s, "1")) {
+		snprintf(err, errcap, "TELKIN_HUGE_PAGES=%.32s: expected 1 (on) or 0 (off)", s);
+		return -1;
+	}
+	c->huge_pages = s[0] == '1';
 	if (config_uint("TELKIN_QUEUE_BYTES", env_or("TELKIN_QUEUE_BYTES", "8388608"),
 	                QUEUE_MIN_BYTES, QUEUE_MAX_BYTES, &v, err, errcap))
 		return -1;
@@ -3140,6 +3147,8 @@ static size_t listener_slots(void)
 }
 
 /* The slots, their head buffers, the body buffers and the poll array: once, at start. */
+static void *buffer_map(size_t size, int huge);
+
 static int listener_alloc(struct telkin *t)
 {
 	t->n_conns = listener_slots();
@@ -3156,7 +3165,7 @@ static int listener_alloc(struct telkin *t)
 		t->conns[i].cap = LISTEN_HEAD_MAX;
 	}
 	for (int b = 0; b < LISTEN_BODY_BUFS; b++) {
-		t->body_bufs[b] = malloc(LISTEN_HEAD_MAX + t->body_limit);
+		t->body_bufs[b] = buffer_map(LISTEN_HEAD_MAX + t->body_limit, t->cfg.huge_pages);
 		if (!t->body_bufs[b])
 			return -1;
 	}
@@ -5425,15 +5434,15 @@ static void restore_from_snapshot(struct telkin *t, const char *why)
 }
 
 /*
- * A large buffer whose pages are touched as it fills from its start (the queue, the request
- * body): anonymous memory aligned to HUGE_PAGE_BYTES. Its first HUGE_PAGE_BYTES keep small pages,
- * so light use keeps a small resident set; past them, MADV_HUGEPAGE lets the kernel back it with
- * transparent huge pages (where THP is "always" or "madvise"; elsewhere the advice is ignored).
- * A burst then takes one page fault per 2 MiB instead of 512, and page faults are the largest
- * cost of a burst's first pass through the queue on a virtual machine (README, performance).
- * NULL on failure.
+ * A large buffer whose pages are touched as it fills (the queue, the request body, the listener's
+ * body buffers): anonymous memory aligned to HUGE_PAGE_BYTES. With huge (TELKIN_HUGE_PAGES=1),
+ * MADV_HUGEPAGE lets the kernel back it with transparent huge pages where THP is "always" or
+ * "madvise" (elsewhere the advice is ignored): a burst's first pass through the buffer then takes
+ * one page fault per 2 MiB instead of 512. Page faults were the largest cost of a first burst on
+ * this project's build machines (~12 us each; README, performance); the price is resident memory
+ * in 2 MiB steps. NULL on failure.
  */
-static void *buffer_map(size_t size)
+static void *buffer_map(size_t size, int huge)
 {
 	size_t len = (size + HUGE_PAGE_BYTES - 1) & ~(size_t)(HUGE_PAGE_BYTES - 1);
 	size_t span = len + HUGE_PAGE_BYTES, lead;
@@ -5448,8 +5457,8 @@ static void *buffer_map(size_t size)
 		munmap(m, lead);
 	if (span - lead > len)
 		munmap(p + len, span - lead - len);
-	if (len > HUGE_PAGE_BYTES)
-		madvise(p + HUGE_PAGE_BYTES, len - HUGE_PAGE_BYTES, MADV_HUGEPAGE);
+	if (huge)
+		madvise(p, len, MADV_HUGEPAGE);
 	return p;
 }
 
@@ -5466,8 +5475,8 @@ static int buffers_alloc(struct telkin *t)
 {
 	t->body_limit = 2 * (size_t)t->cfg.buffer_bytes + LISTEN_BODY_SLACK;
 	t->q.cap = t->cfg.queue_bytes & ~(size_t)7;
-	t->q.mem = buffer_map(t->q.cap);
-	t->req_body = buffer_map(REQUEST_BODY_MAX);
+	t->q.mem = buffer_map(t->q.cap, t->cfg.huge_pages);
+	t->req_body = buffer_map(REQUEST_BODY_MAX, t->cfg.huge_pages);
 	t->kin.buf = malloc(KINESIS_RESPONSE_MAX);
 	t->kin.cap = KINESIS_RESPONSE_MAX;
 	t->batch_toks = malloc((LISTEN_MAX_EVENTS + 1) * sizeof(struct json_token));

@@ -51,7 +51,7 @@ static struct telkin *tk_new(size_t queue_bytes)
 static void tk_free(struct telkin *t)
 {
 	for (int i = 0; i < LISTEN_BODY_BUFS; i++)
-		free(t->body_bufs[i]);
+		buffer_unmap(t->body_bufs[i], LISTEN_HEAD_MAX + t->body_limit);
 	free(t->conns);
 	free(t->listen_heads);
 	free(t->pfd);
@@ -120,7 +120,7 @@ static void test_buffer_map_is_aligned_and_usable_to_its_last_byte(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-		uint8_t *p = buffer_map(sizes[i]);
+		uint8_t *p = buffer_map(sizes[i], (int)(i % 2));
 		assert_non_null(p);
 		assert_int_equal((uintptr_t)p % HUGE_PAGE_BYTES, 0);
 		p[0] = 1;
@@ -128,6 +128,24 @@ static void test_buffer_map_is_aligned_and_usable_to_its_last_byte(void **state)
 		assert_int_equal(p[0] + p[sizes[i] - 1], 3);
 		buffer_unmap(p, sizes[i]);
 	}
+}
+
+/* TELKIN_HUGE_PAGES: on by default, 0 turns it off, anything else is an init error. */
+static void test_config_huge_pages(void **state)
+{
+	struct config c;
+	char err[320];
+	(void)state;
+	tk_env_minimal();
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.huge_pages, 1);
+	setenv("TELKIN_HUGE_PAGES", "0", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.huge_pages, 0);
+	setenv("TELKIN_HUGE_PAGES", "on", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "TELKIN_HUGE_PAGES=on: expected 1 (on) or 0 (off)"));
+	unsetenv("TELKIN_HUGE_PAGES");
 }
 
 static void test_config_requires_stream(void **state)
@@ -150,7 +168,7 @@ static void test_config_defaults(void **state)
 	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
 	assert_int_equal(c.listen_port, 4243);
 	assert_int_equal(c.buffer_items, 1000);
-	assert_int_equal(c.buffer_bytes, 262144);
+	assert_int_equal(c.buffer_bytes, 1048576);
 	assert_int_equal(c.buffer_timeout_ms, 25);
 	assert_int_equal(c.types, CLASS_PLATFORM | CLASS_FUNCTION);
 	assert_int_equal(c.queue_bytes, 8u << 20);
@@ -1528,6 +1546,7 @@ static void test_tls_alert_handshake_failure_has_clear_text(void **state)
 
 static const struct CMUnitTest telkin_tests[] = {
 	cmocka_unit_test(test_buffer_map_is_aligned_and_usable_to_its_last_byte),
+	cmocka_unit_test(test_config_huge_pages),
 	cmocka_unit_test(test_config_requires_stream),
 	cmocka_unit_test(test_config_defaults),
 	cmocka_unit_test(test_config_rejects_buffer_values_outside_api_ranges),
