@@ -1347,8 +1347,8 @@ static void test_base64_decode_rejects_invalid_input(void **state)
 static void test_json_parse_accepted_gives_json_parse_tokens_on_accepted_text(void **state)
 {
 	static const char *docs[] = {
-		"{\"time\":\"2026-12-01T00:00:00.000Z\",\"type\":\"function\",\"record\":"
-		"\"2026-12-01\\tabc\\tINFO\\tquote \\\" backslash \\\\ caf\u00e9 \\u65e5 \\ud83d\\ude80\\n\"}",
+		("{\"time\":\"2026-12-01T00:00:00.000Z\",\"type\":\"function\",\"record\":"
+		 "\"2026-12-01\\tabc\\tINFO\\tquote \\\" backslash \\\\ caf\u00e9 \\u65e5 \\ud83d\\ude80\\n\"}"),
 		"{\"type\":\"platform.start\",\"record\":{\"requestId\":\"r-1\",\"n\":[1,-2.5e3,true,null,{}]}}",
 		"[\"\", \"\\\\\", \"\\\"\", \"a\\\\\\\"b\", \"12345678\\\"9\"]",
 		"\"\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\"",
