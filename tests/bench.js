@@ -1173,7 +1173,7 @@ async function latencyRun(sink, { record, lineBytes, quota, bin = TELKIN }) {
 
 async function benchLatency(sink) {
   console.log("\n-- telemetry POST answer time (last byte sent -> response head, simulator's 'aws' sender): 20 000 function lines in ~1 s");
-  console.log('   (writeFunctionLogs 200 every 10 ms), TELKIN_FLUSH=end, buffering 25 ms / 1000 items / 256 KiB as telkin subscribes');
+  console.log('   (writeFunctionLogs 200 every 10 ms), TELKIN_FLUSH=end, buffering 25 ms / 1000 items / 1 MiB as telkin subscribes');
   console.log('   (the floor program answers every POST at once and ships nothing: what the machine and the simulator add)');
   for (const [quota, bin] of [[false, FLOOR], [false, TELKIN], [true, TELKIN]]) {
     for (const [record, lineBytes] of bin === FLOOR ? [['event', 300]] : [['event', 300], ['ndjson', 1000]]) {
