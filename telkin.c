@@ -104,6 +104,8 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
 #define API_RESPONSE_MAX           (64u << 10)     /* Extensions/Telemetry API responses */
 /* A transparent huge page on x86_64 and on arm64 with 4 KiB pages (one PMD: 512 x 4 KiB). */
 #define HUGE_PAGE_BYTES            (2u << 20)
+/* The start of each large buffer kept on 4 KiB pages (buffer_map): what light use touches. */
+#define BUFFER_SMALL_LEAD          (64u << 10)
 #define KINESIS_RESPONSE_MAX       (256u << 10)    /* PutRecords response for 500 records */
 #define KINESIS_RESPONSE_TOKENS    (KINESIS_MAX_RECORDS * 16 + 64) /* up to 7 members a record */
 #define KINESIS_REQUEST_TIMEOUT_MS 5000            /* one PutRecords round trip */
@@ -3814,7 +3816,8 @@ static enum flush_mode flush_effective(const struct telkin *t)
 static int64_t oldest_due_at(const struct telkin *t, int64_t now)
 {
 	const struct queue_entry *e = queue_at(&t->q, t->q.head);
-	int64_t age = (int64_t)(uint32_t)((uint32_t)now - e->queued_at);
+	/* Signed: an entry queued later in the loop turn that took now is younger than now. */
+	int64_t age = (int64_t)(int32_t)((uint32_t)now - e->queued_at);
 	return now - age + (flush_effective(t) == FLUSH_PERIODIC ? t->cfg.flush_period_ms :
 	                    END_GATHER_MS);
 }
@@ -5434,31 +5437,35 @@ static void restore_from_snapshot(struct telkin *t, const char *why)
 }
 
 /*
- * A large buffer whose pages are touched as it fills (the queue, the request body, the listener's
- * body buffers): anonymous memory aligned to HUGE_PAGE_BYTES. With huge (TELKIN_HUGE_PAGES=1),
- * MADV_HUGEPAGE lets the kernel back it with transparent huge pages where THP is "always" or
- * "madvise" (elsewhere the advice is ignored): a burst's first pass through the buffer then takes
- * one page fault per 2 MiB instead of 512. Page faults were the largest cost of a first burst on
- * this project's build machines (~12 us each; README, performance); the price is resident memory
- * in 2 MiB steps. NULL on failure.
+ * A large buffer whose pages are touched as it fills from its start (the queue, which starts
+ * again at 0 whenever it empties; the request body; the listener's body buffers): anonymous
+ * memory placed so that its first BUFFER_SMALL_LEAD bytes end on a HUGE_PAGE_BYTES boundary.
+ * Those stay on 4 KiB pages: light use touches nothing else, so a quiet function's resident set
+ * stays small. With huge (TELKIN_HUGE_PAGES=1), the rest is advised MADV_HUGEPAGE: where THP is
+ * "always" or "madvise" (elsewhere the advice is ignored) a burst's pass through it takes one
+ * page fault per 2 MiB instead of 512. Page faults were the largest cost of a first burst on this
+ * project's build machines (~12 us each; README, performance). NULL on failure.
  */
 static void *buffer_map(size_t size, int huge)
 {
 	size_t len = (size + HUGE_PAGE_BYTES - 1) & ~(size_t)(HUGE_PAGE_BYTES - 1);
-	size_t span = len + HUGE_PAGE_BYTES, lead;
+	size_t span = len + 2 * HUGE_PAGE_BYTES, lead, end;
 	uint8_t *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint8_t *p;
+	uint8_t *b, *p;
 
 	if (m == MAP_FAILED)
 		return NULL;
-	p = (uint8_t *)(((uintptr_t)m + HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(HUGE_PAGE_BYTES - 1));
+	/* The first boundary with room for the lead below it. */
+	b = (uint8_t *)(((uintptr_t)m + BUFFER_SMALL_LEAD + HUGE_PAGE_BYTES - 1) &
+	                ~(uintptr_t)(HUGE_PAGE_BYTES - 1));
+	p = b - BUFFER_SMALL_LEAD;
 	lead = (size_t)(p - m);
+	end = lead + len;
 	if (lead)
 		munmap(m, lead);
-	if (span - lead > len)
-		munmap(p + len, span - lead - len);
-	if (huge)
-		madvise(p, len, MADV_HUGEPAGE);
+	munmap(m + end, span - end);
+	if (huge && len > BUFFER_SMALL_LEAD)
+		madvise(b, len - BUFFER_SMALL_LEAD, MADV_HUGEPAGE);
 	return p;
 }
 

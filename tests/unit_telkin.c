@@ -112,7 +112,55 @@ static size_t tk_ok_response(char *out, size_t cap, size_t records, const int *f
 
 /* ---- configuration ---------------------------------------------------------------------- */
 
-/* The queue and request body: aligned for huge pages, every byte of the size usable. */
+/* 1 when the mapping holding address a is advised MADV_HUGEPAGE ("hg" in smaps' VmFlags). */
+static int vma_advised_huge(const void *a)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	int in = 0, huge = -1;
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') == line + strspn(line, "0123456789abcdef")) {
+			in = (uintptr_t)a >= lo && (uintptr_t)a < hi;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			huge = strstr(line, " hg") != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	assert_int_not_equal(huge, -1);
+	return huge;
+}
+
+/* The advice covers what follows the lead and nothing before; none with TELKIN_HUGE_PAGES=0. */
+static void test_buffer_map_advises_huge_pages_past_the_small_lead_only(void **state)
+{
+	size_t size = 3 * HUGE_PAGE_BYTES;
+	uint8_t *p = buffer_map(size, 1), *q = buffer_map(size, 0);
+
+	(void)state;
+	assert_non_null(p);
+	assert_non_null(q);
+	if (getenv("TELKIN_TEST_NO_FORK") && !vma_advised_huge(p + BUFFER_SMALL_LEAD)) {
+		print_message("skipped: madvise is not passed through here (qemu-user)\n");
+		buffer_unmap(p, size);
+		buffer_unmap(q, size);
+		skip();
+	}
+	assert_int_equal(vma_advised_huge(p), 0);
+	assert_int_equal(vma_advised_huge(p + BUFFER_SMALL_LEAD - 1), 0);
+	assert_int_equal(vma_advised_huge(p + BUFFER_SMALL_LEAD), 1);
+	assert_int_equal(vma_advised_huge(p + size - 1), 1);
+	assert_int_equal(vma_advised_huge(q + BUFFER_SMALL_LEAD), 0);
+	buffer_unmap(p, size);
+	buffer_unmap(q, size);
+}
+
+/* Large buffers: the first BUFFER_SMALL_LEAD bytes end on a huge page boundary; all usable. */
 static void test_buffer_map_is_aligned_and_usable_to_its_last_byte(void **state)
 {
 	static const size_t sizes[] = { 64, HUGE_PAGE_BYTES, HUGE_PAGE_BYTES + 1,
@@ -122,7 +170,7 @@ static void test_buffer_map_is_aligned_and_usable_to_its_last_byte(void **state)
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		uint8_t *p = buffer_map(sizes[i], (int)(i % 2));
 		assert_non_null(p);
-		assert_int_equal((uintptr_t)p % HUGE_PAGE_BYTES, 0);
+		assert_int_equal(((uintptr_t)p + BUFFER_SMALL_LEAD) % HUGE_PAGE_BYTES, 0);
 		p[0] = 1;
 		p[sizes[i] - 1] = 2;
 		assert_int_equal(p[0] + p[sizes[i] - 1], 3);
@@ -1379,12 +1427,13 @@ static void test_b64_stream_matches_one_shot_encoding(void **state)
 static void test_periodic_ships_only_when_oldest_is_a_period_old(void **state)
 {
 	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
-	int64_t now = now_ms();
+	int64_t now;
 	(void)state;
 	t->cfg.flush_mode = FLUSH_PERIODIC;
 	t->cfg.flush_period_ms = 500;
 	t->phase = PHASE_INVOKE;
 	tk_fill(t, 3, 10);
+	now = now_ms(); /* not before the entries' time: an age below 0 reads as a very old one */
 	assert_false(ship_due(t, now));
 	assert_true(ship_due(t, now + 600));
 	t->phase = PHASE_SHUTDOWN;            /* everything goes at shutdown */
@@ -1414,17 +1463,36 @@ static void test_auto_switches_with_invocation_rate(void **state)
 	assert_int_equal(flush_effective(&t), FLUSH_END);
 }
 
+/* An entry queued after the loop turn's clock was read is young, not 49 days old. */
+static void test_periodic_entry_queued_after_now_is_not_due(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	int64_t now;
+	(void)state;
+	t->cfg.flush_mode = FLUSH_PERIODIC;
+	t->cfg.flush_period_ms = 500;
+	t->phase = PHASE_INVOKE;
+	tk_fill(t, 1, 10);
+	now = now_ms();
+	queue_at(&t->q, t->q.head)->queued_at = (uint32_t)(now + 3);
+	assert_false(ship_due(t, now));
+	assert_false(ship_due(t, now + 502));
+	assert_true(ship_due(t, now + 503));
+	tk_free(t);
+}
+
 static void test_runtime_done_in_periodic_mode_does_not_hold_the_freeze(void **state)
 {
 	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
-	int64_t now = now_ms();
+	int64_t now;
 	(void)state;
 	t->cfg.flush_mode = FLUSH_PERIODIC;
 	t->phase = PHASE_INVOKE;
 	strcpy(t->request_id, "r1");
 	strcpy(t->runtime_done_id, "r1");
-	t->invoke_deadline = now + 10000;
 	tk_fill(t, 2, 10);
+	now = now_ms(); /* not before the entries' time (as above) */
+	t->invoke_deadline = now + 10000;
 	lifecycle_step(t, now);                /* would call /event/next: no socket, so it fails */
 	assert_int_equal(t->phase, PHASE_WAIT_EVENT);
 	assert_int_equal(t->q.count, 2);       /* left for the next thaw */
@@ -1546,6 +1614,7 @@ static void test_tls_alert_handshake_failure_has_clear_text(void **state)
 
 static const struct CMUnitTest telkin_tests[] = {
 	cmocka_unit_test(test_buffer_map_is_aligned_and_usable_to_its_last_byte),
+	cmocka_unit_test(test_buffer_map_advises_huge_pages_past_the_small_lead_only),
 	cmocka_unit_test(test_config_huge_pages),
 	cmocka_unit_test(test_config_requires_stream),
 	cmocka_unit_test(test_config_defaults),
@@ -1613,6 +1682,7 @@ static const struct CMUnitTest telkin_tests[] = {
 	cmocka_unit_test(test_b64_stream_matches_one_shot_encoding),
 	cmocka_unit_test(test_periodic_ships_only_when_oldest_is_a_period_old),
 	cmocka_unit_test(test_auto_switches_with_invocation_rate),
+	cmocka_unit_test(test_periodic_entry_queued_after_now_is_not_due),
 	cmocka_unit_test(test_runtime_done_in_periodic_mode_does_not_hold_the_freeze),
 	cmocka_unit_test(test_emf_line_is_valid_json_with_deltas),
 	cmocka_unit_test(test_http_client_skips_interim_100_continue),
