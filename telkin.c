@@ -5436,6 +5436,14 @@ static void restore_from_snapshot(struct telkin *t, const char *why)
 	log_msg(LOG_INFO, "restored from a snapshot (%s): sandbox %s", why, t->sandbox_id);
 }
 
+/* What buffer_map maps for size bytes: the small lead, then whole huge pages to the end. */
+static size_t buffer_map_len(size_t size)
+{
+	size_t rest = size > BUFFER_SMALL_LEAD ? size - BUFFER_SMALL_LEAD : 1;
+
+	return BUFFER_SMALL_LEAD + ((rest + HUGE_PAGE_BYTES - 1) & ~(size_t)(HUGE_PAGE_BYTES - 1));
+}
+
 /*
  * A large buffer whose pages are touched as it fills from its start (the queue, which starts
  * again at 0 whenever it empties; the request body; the listener's body buffers): anonymous
@@ -5448,8 +5456,8 @@ static void restore_from_snapshot(struct telkin *t, const char *why)
  */
 static void *buffer_map(size_t size, int huge)
 {
-	size_t len = (size + HUGE_PAGE_BYTES - 1) & ~(size_t)(HUGE_PAGE_BYTES - 1);
-	size_t span = len + 2 * HUGE_PAGE_BYTES, lead, end;
+	size_t len = buffer_map_len(size);
+	size_t span = len + HUGE_PAGE_BYTES, lead, end;
 	uint8_t *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint8_t *b, *p;
 
@@ -5464,7 +5472,7 @@ static void *buffer_map(size_t size, int huge)
 	if (lead)
 		munmap(m, lead);
 	munmap(m + end, span - end);
-	if (huge && len > BUFFER_SMALL_LEAD)
+	if (huge)
 		madvise(b, len - BUFFER_SMALL_LEAD, MADV_HUGEPAGE);
 	return p;
 }
@@ -5473,7 +5481,7 @@ static void *buffer_map(size_t size, int huge)
 static void buffer_unmap(void *p, size_t size)
 {
 	if (p)
-		munmap(p, (size + HUGE_PAGE_BYTES - 1) & ~(size_t)(HUGE_PAGE_BYTES - 1));
+		munmap(p, buffer_map_len(size));
 }
 #endif
 

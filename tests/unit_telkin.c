@@ -171,6 +171,9 @@ static void test_buffer_map_is_aligned_and_usable_to_its_last_byte(void **state)
 		uint8_t *p = buffer_map(sizes[i], (int)(i % 2));
 		assert_non_null(p);
 		assert_int_equal(((uintptr_t)p + BUFFER_SMALL_LEAD) % HUGE_PAGE_BYTES, 0);
+		/* and whole huge pages to its end: a last partial one would be 4 KiB pages */
+		assert_int_equal(((uintptr_t)p + buffer_map_len(sizes[i])) % HUGE_PAGE_BYTES, 0);
+		assert_true(buffer_map_len(sizes[i]) >= sizes[i]);
 		p[0] = 1;
 		p[sizes[i] - 1] = 2;
 		assert_int_equal(p[0] + p[sizes[i] - 1], 3);
