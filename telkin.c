@@ -97,6 +97,10 @@ static const br_x509_trust_anchor BUILTIN_ANCHORS[1];
 #define LISTEN_DRAIN_MS            1000            /* after an error reply, read and discard */
 #define LISTEN_MAX_EVENTS          TELEMETRY_ITEMS_MAX /* events per batch, the API's maxItems cap */
 #define EVENT_MAX_TOKENS           512             /* tokens for one event, emit depth 2 */
+/* Tokens per event a batch is tokenized with, to depth 3 (an event's members and its record's:
+ * a Lambda event has 3 or 4 members, a record up to ~6 at that depth). A batch that needs more
+ * is tokenized to depth 1 and each event again on its own (ingest_batch). */
+#define BATCH_TOKENS_PER_EVENT     16
 #define JSON_MAX_DEPTH             128             /* deeper documents are rejected */
 
 /* Client side. */
@@ -2077,7 +2081,9 @@ struct telkin {
 	int ready_waiting;                     /* one of them has its whole request in */
 	struct pollfd *pfd;                    /* 3 + n_conns */
 	char discard[LISTEN_DISCARD_BYTES];    /* what draining connections still send */
-	struct json_token *batch_toks;         /* LISTEN_MAX_EVENTS + 1 */
+	struct json_token *batch_toks;         /* batch_tok_cap */
+	size_t batch_tok_cap;                  /* (maxItems + 1) x BATCH_TOKENS_PER_EVENT, at least
+	                                          LISTEN_MAX_EVENTS + 1 */
 	struct json_token event_toks[EVENT_MAX_TOKENS];
 
 	/* Queue. Drops not yet reported downstream, by reason (enum drop_reason). */
@@ -2519,9 +2525,12 @@ static void ingest_platform_event(struct telkin *t, const char *ev, const struct
 
 /*
  * One event object (ev[0..len), already validated) into the queue, or counted as dropped: the
- * event as received, then the members telkin appends (record_tail).
+ * event as received, then the members telkin appends (record_tail). pre: its tokens from the
+ * batch's tokenization to depth 3 (npre of them, offsets in the batch), or NULL to tokenize it
+ * here.
  */
-static void ingest_event(struct telkin *t, const char *ev, size_t len)
+static void ingest_event(struct telkin *t, const char *ev, size_t len,
+                         const struct json_token *pre, int npre)
 {
 	struct json_token *tk = t->event_toks;
 	const struct json_token *type = NULL, *time = NULL, *rid = NULL, *own_rid = NULL;
@@ -2534,11 +2543,23 @@ static void ingest_event(struct telkin *t, const char *ev, size_t len)
 	int n, i, empty;
 	struct queue_entry *e;
 
-	/* Depth 2 reaches record.requestId; an event with very many members falls back to 1.
+	/* Depth 2 reaches record.requestId. The batch's tokens, rebased to the event, when it has
+	 * them; else tokenized here (an event with very many members falls back to depth 1).
 	 * ingest_batch has checked the whole batch: strings are not checked again. */
-	n = json_parse_accepted(ev, len, tk, EVENT_MAX_TOKENS, JSON_MAX_DEPTH, 2);
-	if (n < 0)
-		n = json_parse_accepted(ev, len, tk, EVENT_MAX_TOKENS, JSON_MAX_DEPTH, 1);
+	if (pre && npre <= EVENT_MAX_TOKENS) {
+		uint32_t base = pre[0].start, first = (uint32_t)(pre - t->batch_toks);
+		for (i = 0; i < npre; i++) {
+			tk[i] = pre[i];
+			tk[i].start -= base;
+			tk[i].end -= base;
+			tk[i].next -= first;
+		}
+		n = npre;
+	} else {
+		n = json_parse_accepted(ev, len, tk, EVENT_MAX_TOKENS, JSON_MAX_DEPTH, 2);
+		if (n < 0)
+			n = json_parse_accepted(ev, len, tk, EVENT_MAX_TOKENS, JSON_MAX_DEPTH, 1);
+	}
 	if (n > 0) {
 		int rec;
 		i = json_object_get(ev, tk, 0, "type");
@@ -2629,9 +2650,15 @@ static int ingest_batch(struct telkin *t, const char *body, size_t len, char *er
 {
 	struct json_token *tk = t->batch_toks;
 	size_t off = 0;
-	int n, i;
+	int n, i, deep = 1;
 
-	n = json_parse(body, len, tk, LISTEN_MAX_EVENTS + 1, JSON_MAX_DEPTH, 1, &off);
+	/* Once, to depth 3, for the events' own tokens; a batch that needs more tokens than that,
+	 * to depth 1 (its events are then tokenized one by one). */
+	n = json_parse(body, len, tk, t->batch_tok_cap, JSON_MAX_DEPTH, 3, &off);
+	if (n == JSON_ERR_NOMEM) {
+		deep = 0;
+		n = json_parse(body, len, tk, LISTEN_MAX_EVENTS + 1, JSON_MAX_DEPTH, 1, &off);
+	}
 	if (n < 0) {
 		if (n == JSON_ERR_NOMEM)
 			snprintf(err, errcap, "more than %d events in one batch", LISTEN_MAX_EVENTS);
@@ -2641,6 +2668,10 @@ static int ingest_batch(struct telkin *t, const char *body, size_t len, char *er
 	}
 	if (tk[0].type != JSON_ARRAY) {
 		snprintf(err, errcap, "expected a JSON array of telemetry events");
+		return -1;
+	}
+	if (tk[0].size > LISTEN_MAX_EVENTS) { /* the depth-3 tokens may have had room for more */
+		snprintf(err, errcap, "more than %d events in one batch", LISTEN_MAX_EVENTS);
 		return -1;
 	}
 	for (i = 1; i < n; i = (int)tk[i].next) {
@@ -2653,7 +2684,8 @@ static int ingest_batch(struct telkin *t, const char *body, size_t len, char *er
 	t->last_telemetry = now_ms();
 	report_drops(t);
 	for (i = 1; i < n; i = (int)tk[i].next)
-		ingest_event(t, body + tk[i].start, tk[i].end - tk[i].start);
+		ingest_event(t, body + tk[i].start, tk[i].end - tk[i].start, deep ? &tk[i] : NULL,
+		             (int)tk[i].next - i);
 	report_drops(t);
 	return 0;
 }
@@ -5494,7 +5526,10 @@ static int buffers_alloc(struct telkin *t)
 	t->req_body = buffer_map(REQUEST_BODY_MAX, t->cfg.huge_pages);
 	t->kin.buf = malloc(KINESIS_RESPONSE_MAX);
 	t->kin.cap = KINESIS_RESPONSE_MAX;
-	t->batch_toks = malloc((LISTEN_MAX_EVENTS + 1) * sizeof(struct json_token));
+	t->batch_tok_cap = ((size_t)t->cfg.buffer_items + 1) * BATCH_TOKENS_PER_EVENT;
+	if (t->batch_tok_cap < LISTEN_MAX_EVENTS + 1)
+		t->batch_tok_cap = LISTEN_MAX_EVENTS + 1;
+	t->batch_toks = malloc(t->batch_tok_cap * sizeof(struct json_token));
 	t->inflight_entries = malloc(INFLIGHT_MAX_ENTRIES * sizeof(size_t));
 	t->resp_toks = malloc(KINESIS_RESPONSE_TOKENS * sizeof(struct json_token));
 	if (!t->q.mem || !t->req_body || !t->kin.buf || !t->batch_toks || !t->resp_toks ||

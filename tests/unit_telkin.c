@@ -519,6 +519,63 @@ static void test_queue_pop_stops_at_pending_head(void **state)
 
 /* ---- ingest ----------------------------------------------------------------------------- */
 
+/* The batch tokenized once to depth 3, or (too many tokens) to depth 1 and each event again:
+ * the same records, request ids, levels and counts either way. */
+static void test_ingest_one_tokenization_or_two_queue_the_same(void **state)
+{
+	static const char batch[] =
+		"[{\"time\":\"t0\",\"type\":\"platform.start\",\"record\":{\"requestId\":\"r-1\"}},"
+		"{\"time\":\"t1\",\"type\":\"function\",\"record\":\"text \\\"line\\\"\\n\"},"
+		"{\"time\":\"t2\",\"type\":\"function\",\"record\":{\"level\":\"ERROR\",\"requestId\":"
+		"\"own\",\"message\":\"m\",\"nested\":{\"a\":[1,2,{\"b\":null}]}}},"
+		"{\"type\":\"extension\",\"record\":\"x\",\"time\":\"t3\",\"extra\":[{},[]]},"
+		"{\"time\":\"t4\",\"type\":\"platform.runtimeDone\",\"record\":{\"requestId\":\"r-1\","
+		"\"status\":\"success\",\"metrics\":{\"durationMs\":1.5}}},"
+		"{\"time\":\"t5\",\"type\":\"function\",\"record\":\"after\"}, {}]";
+	struct telkin *a = tk_new(QUEUE_MIN_BYTES), *b = tk_new(QUEUE_MIN_BYTES);
+	char x[1024], y[1024];
+
+	(void)state;
+	b->batch_tok_cap = 3; /* depth 3 runs out of tokens: depth 1, then event by event */
+	assert_int_equal(tk_ingest(a, batch), 0);
+	assert_int_equal(tk_ingest(b, batch), 0);
+	assert_int_equal(a->q.count, 6); /* the extension event is not in TELKIN_TYPES */
+	assert_int_equal(b->q.count, a->q.count);
+	for (size_t k = 0; k < a->q.count; k++)
+		assert_string_equal(tk_entry(a, k, x, sizeof(x)), tk_entry(b, k, y, sizeof(y)));
+	assert_non_null(strstr(tk_entry(a, 1, x, sizeof(x)), "\"requestId\":\"r-1\""));
+	assert_null(strstr(tk_entry(a, 2, x, sizeof(x)), "\"requestId\":\"r-1\""));
+	assert_null(strstr(tk_entry(a, 4, x, sizeof(x)), "\"requestId\""));
+	assert_int_equal(a->stats.events_received, b->stats.events_received);
+	tk_free(a);
+	tk_free(b);
+}
+
+/* However many tokens the depth-3 pass has room for, a batch of more than LISTEN_MAX_EVENTS
+ * events is refused whole. */
+static void test_ingest_refuses_more_events_than_the_bound_at_any_depth(void **state)
+{
+	size_t n = LISTEN_MAX_EVENTS + 1, len = 0;
+	char *body = malloc(n * 3 + 3), err[160];
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+
+	(void)state;
+	body[len++] = '[';
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			body[len++] = ',';
+		body[len++] = '{';
+		body[len++] = '}';
+	}
+	body[len++] = ']';
+	assert_true(t->batch_tok_cap >= n + 1); /* room at depth 3 for every one of them */
+	assert_int_equal(ingest_batch(t, body, len, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "more than 10000 events in one batch"));
+	assert_int_equal(t->q.count, 0);
+	free(body);
+	tk_free(t);
+}
+
 static void test_ingest_appends_identity_members(void **state)
 {
 	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
@@ -1639,6 +1696,8 @@ static const struct CMUnitTest telkin_tests[] = {
 	cmocka_unit_test(test_chunked_body_rejects_bad_framing_and_excess),
 	cmocka_unit_test(test_queue_full_returns_null_and_wraps_after_pop),
 	cmocka_unit_test(test_queue_pop_stops_at_pending_head),
+	cmocka_unit_test(test_ingest_one_tokenization_or_two_queue_the_same),
+	cmocka_unit_test(test_ingest_refuses_more_events_than_the_bound_at_any_depth),
 	cmocka_unit_test(test_ingest_appends_identity_members),
 	cmocka_unit_test(test_ingest_empty_object_gets_identity_without_comma),
 	cmocka_unit_test(test_ingest_records_are_valid_json),
