@@ -157,6 +157,12 @@ size_t json_escape(char *out, size_t cap, const char *s, size_t n);
 size_t base64_encode(char *out, size_t cap, const void *in, size_t n);
 
 /*
+ * base64_encode's vector code: on by default (x86_64 with SSSE3, checked at the first call; every
+ * arm64). 0 leaves the scalar code alone, for tests and benchmarks that compare the two.
+ */
+void base64_select(int vector);
+
+/*
  * Decode standard padded base64 (no white space). Only the canonical encoding is accepted: n is a
  * multiple of 4, '=' only as the last one or two characters, and the unused bits before the
  * padding are zero (RFC 4648 section 3.5). Returns the decoded length, or (size_t)-1 on invalid
