@@ -3180,9 +3180,56 @@ static size_t listener_slots(void)
 	return (size_t)rl.rlim_cur - LISTEN_FD_RESERVE;
 }
 
-/* The slots, their head buffers, the body buffers and the poll array: once, at start. */
-static void *buffer_map(size_t size, int huge);
+/* What buffer_map maps for size bytes: the small lead, then whole huge pages to the end. */
+static size_t buffer_map_len(size_t size)
+{
+	size_t rest = size > BUFFER_SMALL_LEAD ? size - BUFFER_SMALL_LEAD : 1;
 
+	return BUFFER_SMALL_LEAD + ((rest + HUGE_PAGE_BYTES - 1) & ~(size_t)(HUGE_PAGE_BYTES - 1));
+}
+
+/*
+ * A large buffer whose pages are touched as it fills from its start (the queue, which starts
+ * again at 0 whenever it empties; the request body; the listener's body buffers): anonymous
+ * memory placed so that its first BUFFER_SMALL_LEAD bytes end on a HUGE_PAGE_BYTES boundary.
+ * Those stay on 4 KiB pages: light use touches nothing else, so a quiet function's resident set
+ * stays small. With huge (TELKIN_HUGE_PAGES=1), the rest is advised MADV_HUGEPAGE: where THP is
+ * "always" or "madvise" (elsewhere the advice is ignored) a burst's pass through it takes one
+ * page fault per 2 MiB instead of 512. Page faults were the largest cost of a first burst on this
+ * project's build machines (~12 us each; README, performance). NULL on failure.
+ */
+static void *buffer_map(size_t size, int huge)
+{
+	size_t len = buffer_map_len(size);
+	size_t span = len + HUGE_PAGE_BYTES, lead, end;
+	uint8_t *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *b, *p;
+
+	if (m == MAP_FAILED)
+		return NULL;
+	/* The first boundary with room for the lead below it. */
+	b = (uint8_t *)(((uintptr_t)m + BUFFER_SMALL_LEAD + HUGE_PAGE_BYTES - 1) &
+	                ~(uintptr_t)(HUGE_PAGE_BYTES - 1));
+	p = b - BUFFER_SMALL_LEAD;
+	lead = (size_t)(p - m);
+	end = lead + len;
+	if (lead)
+		munmap(m, lead);
+	munmap(m + end, span - end);
+	if (huge)
+		madvise(b, len - BUFFER_SMALL_LEAD, MADV_HUGEPAGE);
+	return p;
+}
+
+#ifdef TELKIN_TEST /* telkin keeps its buffers until it exits; tests give them back */
+static void buffer_unmap(void *p, size_t size)
+{
+	if (p)
+		munmap(p, buffer_map_len(size));
+}
+#endif
+
+/* The slots, their head buffers, the body buffers and the poll array: once, at start. */
 static int listener_alloc(struct telkin *t)
 {
 	t->n_conns = listener_slots();
@@ -5467,55 +5514,6 @@ static void restore_from_snapshot(struct telkin *t, const char *why)
 	}
 	log_msg(LOG_INFO, "restored from a snapshot (%s): sandbox %s", why, t->sandbox_id);
 }
-
-/* What buffer_map maps for size bytes: the small lead, then whole huge pages to the end. */
-static size_t buffer_map_len(size_t size)
-{
-	size_t rest = size > BUFFER_SMALL_LEAD ? size - BUFFER_SMALL_LEAD : 1;
-
-	return BUFFER_SMALL_LEAD + ((rest + HUGE_PAGE_BYTES - 1) & ~(size_t)(HUGE_PAGE_BYTES - 1));
-}
-
-/*
- * A large buffer whose pages are touched as it fills from its start (the queue, which starts
- * again at 0 whenever it empties; the request body; the listener's body buffers): anonymous
- * memory placed so that its first BUFFER_SMALL_LEAD bytes end on a HUGE_PAGE_BYTES boundary.
- * Those stay on 4 KiB pages: light use touches nothing else, so a quiet function's resident set
- * stays small. With huge (TELKIN_HUGE_PAGES=1), the rest is advised MADV_HUGEPAGE: where THP is
- * "always" or "madvise" (elsewhere the advice is ignored) a burst's pass through it takes one
- * page fault per 2 MiB instead of 512. Page faults were the largest cost of a first burst on this
- * project's build machines (~12 us each; README, performance). NULL on failure.
- */
-static void *buffer_map(size_t size, int huge)
-{
-	size_t len = buffer_map_len(size);
-	size_t span = len + HUGE_PAGE_BYTES, lead, end;
-	uint8_t *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint8_t *b, *p;
-
-	if (m == MAP_FAILED)
-		return NULL;
-	/* The first boundary with room for the lead below it. */
-	b = (uint8_t *)(((uintptr_t)m + BUFFER_SMALL_LEAD + HUGE_PAGE_BYTES - 1) &
-	                ~(uintptr_t)(HUGE_PAGE_BYTES - 1));
-	p = b - BUFFER_SMALL_LEAD;
-	lead = (size_t)(p - m);
-	end = lead + len;
-	if (lead)
-		munmap(m, lead);
-	munmap(m + end, span - end);
-	if (huge)
-		madvise(b, len - BUFFER_SMALL_LEAD, MADV_HUGEPAGE);
-	return p;
-}
-
-#ifdef TELKIN_TEST /* telkin keeps its buffers until it exits; tests give them back */
-static void buffer_unmap(void *p, size_t size)
-{
-	if (p)
-		munmap(p, buffer_map_len(size));
-}
-#endif
 
 /* Every buffer, once, sized from the configuration. Pages are touched only when used. */
 static int buffers_alloc(struct telkin *t)
