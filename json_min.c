@@ -385,7 +385,7 @@ static void set_kind_at(uint64_t *kinds, unsigned depth, int object)
 		kinds[(depth - 1) / 64] &= ~bit;
 }
 
-/* json_parse (checked), and json_parse_accepted (strings only scanned for their end): json_min.h. */
+/* json_parse (checked), json_parse_accepted (strings scanned for their end only): json_min.h */
 static int parse(const char *js, size_t len, struct json_token *toks, size_t max_tokens,
                  unsigned max_depth, unsigned emit_depth, size_t *err_offset, int checked)
 {
