@@ -17,6 +17,7 @@ const assert = require('node:assert/strict');
 const net = require('node:net');
 const path = require('node:path');
 const fs = require('node:fs');
+const os = require('node:os');
 const { LambdaSim } = require('./lambda_sim');
 const { Kinesalite } = require('./kinesis');
 const { canon, describe, compare, stripAppended } = require('./compare');
@@ -813,6 +814,14 @@ for (const [sender, nofile] of [['aws', null], ['retrying', null], ['aws', SMALL
         sim: { sender, ...(nofile ? { wrapper: smallNofile() } : {}) },
       });
       const { sim } = ctx;
+      // The flood's clients run in a worker thread of this process, beside the simulator, on a
+      // 2-core machine also running telkin and kinesalite. Lambda's sender and telkin get the CPU
+      // before the attacker's clients here, so that the verdict on a 25 ms deadline is about
+      // telkin, not about the test's own threads starving each other: the simulator's thread and
+      // telkin at nice -5 (Linux's setpriority acts on one thread: the worker stays at 0). As
+      // root (CI); elsewhere nothing changes.
+      const prio = [process.pid, sim.pid].map((pid) => { try { os.setPriority(pid, -5); return pid; } catch { return null; } });
+      t.after(() => { for (const pid of prio) if (pid) try { os.setPriority(pid, 0); } catch { /* gone */ } });
       await sim.invoke({ lines: 5 });
       const rounds = [];
       for (let r = 0; r < ROUNDS; r++) rounds.push(await floodRound(ctx, r));
