@@ -1484,16 +1484,22 @@ static void test_b64_stream_matches_one_shot_encoding(void **state)
 	}
 }
 
-static void test_periodic_ships_only_when_oldest_is_a_period_old(void **state)
+/* A telkin shipping periodic:500 while the function runs, with that many 10-byte events queued. */
+static struct telkin *tk_periodic(int events)
 {
 	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
-	int64_t now;
-	(void)state;
 	t->cfg.flush_mode = FLUSH_PERIODIC;
 	t->cfg.flush_period_ms = 500;
 	t->phase = PHASE_INVOKE;
-	tk_fill(t, 3, 10);
-	now = now_ms(); /* not before the entries' time: an age below 0 reads as a very old one */
+	tk_fill(t, events, 10);
+	return t;
+}
+
+static void test_periodic_ships_only_when_oldest_is_a_period_old(void **state)
+{
+	struct telkin *t = tk_periodic(3);
+	int64_t now = now_ms(); /* not before the entries' time: an age below 0 reads as very old */
+	(void)state;
 	assert_false(ship_due(t, now));
 	assert_true(ship_due(t, now + 600));
 	t->phase = PHASE_SHUTDOWN;            /* everything goes at shutdown */
@@ -1526,14 +1532,9 @@ static void test_auto_switches_with_invocation_rate(void **state)
 /* An entry queued after the loop turn's clock was read is young, not 49 days old. */
 static void test_periodic_entry_queued_after_now_is_not_due(void **state)
 {
-	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
-	int64_t now;
+	struct telkin *t = tk_periodic(1);
+	int64_t now = now_ms();
 	(void)state;
-	t->cfg.flush_mode = FLUSH_PERIODIC;
-	t->cfg.flush_period_ms = 500;
-	t->phase = PHASE_INVOKE;
-	tk_fill(t, 1, 10);
-	now = now_ms();
 	queue_at(&t->q, t->q.head)->queued_at = (uint32_t)(now + 3);
 	assert_false(ship_due(t, now));
 	assert_false(ship_due(t, now + 502));
