@@ -5166,6 +5166,10 @@ static size_t sandbox_filter(const struct sandbox_arch *a, struct sb_insn *f, si
 /* How long the first /event/next may take to go out before the filter goes on regardless. */
 #define SANDBOX_NEXT_WAIT_MS 100
 
+/* Descriptors sandbox_limits asks poll() about at once: 2 KiB of stack. poll() refuses more
+ * than RLIMIT_NOFILE (EINVAL); sandbox_limits then asks fcntl() about them one by one. */
+#define SANDBOX_PROBE_FDS 256
+
 /* Distinct refused system calls logged; further ones are only counted. */
 #define SANDBOX_LOGGED_MAX 16
 
@@ -5247,23 +5251,43 @@ static void sandbox_sigsys(int sig, siginfo_t *si, void *ctx)
 }
 
 /*
+ * The descriptors the loop may hold: SANDBOX_FDS_FIXED and the slots, plus each inherited one that
+ * sits below that (the count grows as they are found). SANDBOX_PROBE_FDS at a time: poll() marks
+ * a closed one POLLNVAL, in one call where fcntl() takes one each (2 048 slots: 2.5 ms at 1.2 us a
+ * call on this project's VMs, against 0.02 ms).
+ */
+static rlim_t sandbox_fds_needed(const struct telkin *t)
+{
+	rlim_t fds = SANDBOX_FDS_FIXED + t->n_conns;
+	struct pollfd probe[SANDBOX_PROBE_FDS];
+
+	for (int fd = STDERR_FILENO + 1; fd < (int)fds;) {
+		int n = 0, polled;
+		for (; n < SANDBOX_PROBE_FDS && fd + n < (int)fds; n++)
+			probe[n] = (struct pollfd){ .fd = fd + n };
+		polled = poll(probe, (nfds_t)n, 0) >= 0;
+		for (int i = 0; i < n; i++, fd++)
+			if (fd != t->listen_fd && fd != t->api.fd && fd != t->kin.fd &&
+			    (polled ? !(probe[i].revents & POLLNVAL) : fcntl(fd, F_GETFD) >= 0))
+				fds++;
+	}
+	return fds;
+}
+
+/*
  * Resource limits, before the filter (they hold under qemu too, where the filter is refused):
  * no core dump (it would hold the credentials), no new process (RLIMIT_NPROC 0; root is exempt,
- * the filter is not), and no more descriptors than the loop holds (SANDBOX_FDS_FIXED and the
- * listener's slots, plus any
- * inherited ones that sit below it). RLIMIT_FSIZE is left alone: with stderr redirected to a
- * file, the first log line would raise SIGXFSZ, which kills.
+ * the filter is not), and no more descriptors than the loop holds (sandbox_fds_needed).
+ * RLIMIT_FSIZE is left alone: with stderr redirected to a file, the first log line would raise
+ * SIGXFSZ, which kills.
  */
 static void sandbox_limits(const struct telkin *t)
 {
 	struct rlimit none = { 0, 0 }, files;
-	rlim_t fds = SANDBOX_FDS_FIXED + t->n_conns;
+	rlim_t fds = sandbox_fds_needed(t);
 
 	if (setrlimit(RLIMIT_CORE, &none) < 0 || setrlimit(RLIMIT_NPROC, &none) < 0)
 		log_msg(LOG_WARN, "sandbox: setrlimit: %s", strerror(errno));
-	for (int fd = STDERR_FILENO + 1; fd < (int)fds; fd++)
-		if (fd != t->listen_fd && fd != t->api.fd && fd != t->kin.fd && fcntl(fd, F_GETFD) >= 0)
-			fds++;
 	if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_max > fds) {
 		files.rlim_cur = files.rlim_max = fds;
 		if (setrlimit(RLIMIT_NOFILE, &files) < 0)

@@ -11,6 +11,10 @@
  * FLOOR_WAIT_RUNTIME_DONE=1 (the per-invoke calibration of make bench): after an INVOKE, call
  * /event/next only once a telemetry POST carrying platform.runtimeDone has been answered, as
  * telkin does; the least any extension that waits for the end of the invocation can do.
+ *
+ * FLOOR_FUNCTION_LOGS=1 (the answer-time floor of make bench): subscribe to function logs too,
+ * with telkin's buffering (1000 items, 1 MiB, 25 ms), so that the floor is sent the same burst as
+ * telkin and its answer times are what the machine and the simulator add.
  */
 #define _GNU_SOURCE /* strcasestr, memmem */
 #include <arpa/inet.h>
@@ -121,9 +125,10 @@ int main(int argc, char **argv)
 	const char *name = strrchr(argv[0], '/');
 	unsigned port = lp ? (unsigned)atoi(lp) : 4243;
 	struct sockaddr_in sa = { .sin_family = AF_INET };
-	char extra[160], body[300], *colon, *h;
+	char extra[160], body[320], *colon, *h;
 	int fd, lfd, conn = -1, one = 1, next_out = 0, invoked = 0, r;
 	int wait_done = getenv("FLOOR_WAIT_RUNTIME_DONE") != NULL;
+	int logs = getenv("FLOOR_FUNCTION_LOGS") != NULL;
 
 	(void)argc;
 	name = name ? name + 1 : argv[0];
@@ -157,8 +162,9 @@ int main(int argc, char **argv)
 	    bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 16) < 0)
 		die("telemetry listener");
 	snprintf(body, sizeof(body), "{\"schemaVersion\":\"2022-12-13\",\"destination\":{\"protocol\":"
-	         "\"HTTP\",\"URI\":\"http://sandbox.localdomain:%u\"},\"types\":[\"platform\"],"
-	         "\"buffering\":{\"maxItems\":1000,\"maxBytes\":262144,\"timeoutMs\":25}}", port);
+	         "\"HTTP\",\"URI\":\"http://sandbox.localdomain:%u\"},\"types\":[\"platform\"%s],"
+	         "\"buffering\":{\"maxItems\":1000,\"maxBytes\":%s,\"timeoutMs\":25}}", port,
+	         logs ? ",\"function\"" : "", logs ? "1048576" : "262144");
 	send_req(fd, "PUT", "/2022-07-01/telemetry", "Content-Type: application/json\r\n", body);
 	if (api_response(fd) != 200)
 		die("subscribe");

@@ -389,6 +389,58 @@ static void test_sandbox_apply_refuses_and_survives(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/*
+ * The descriptor count behind RLIMIT_NOFILE: SANDBOX_FDS_FIXED and the slots, plus each inherited
+ * descriptor below that, found across poll()'s chunks (one on each side of a chunk's edge, one
+ * only reached because earlier ones raised the count), not the ones telkin opened itself nor any
+ * above the count; the same when poll() refuses the chunk (RLIMIT_NOFILE below its size) and
+ * fcntl() is asked one by one.
+ */
+static void test_sandbox_fds_needed_counts_inherited_descriptors(void **state)
+{
+	/* The count starts at `start`; inherited: the last of poll()'s first chunk, the first of its
+	 * second, and `start` itself (counted only because those two raised the count past it);
+	 * telkin's own listener just above; one far above (never counted). */
+	const int edge = STDERR_FILENO + 1 + SANDBOX_PROBE_FDS, start = edge + 40;
+	const int held[] = { edge - 1, edge, start, start + 1, start + 50 };
+	const int n = (int)(sizeof(held) / sizeof(held[0]));
+	int stray = 0;
+	struct telkin *t = calloc(1, sizeof(*t));
+	struct rlimit saved, low;
+	struct pollfd none[SANDBOX_PROBE_FDS];
+
+	(void)state;
+	assert_non_null(t);
+	for (int i = 0; i < SANDBOX_PROBE_FDS; i++)
+		none[i] = (struct pollfd){ .fd = -1 };
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	if (saved.rlim_cur <= (rlim_t)held[n - 1])
+		skip();
+	/* The test runner may have left descriptors open below (make's jobserver, a shell's): each
+	 * of those below the count raises it by one more. */
+	for (int fd = STDERR_FILENO + 1; fd < start + 3 + stray; fd++)
+		if (fd != held[0] && fd != held[1] && fd != held[2] && fd != held[3] &&
+		    fd != held[4] && fcntl(fd, F_GETFD) >= 0)
+			stray++;
+	for (int i = 0; i < n; i++)
+		assert_int_equal(dup2(STDERR_FILENO, held[i]), held[i]);
+	t->n_conns = (size_t)start - SANDBOX_FDS_FIXED;
+	t->listen_fd = start + 1;
+	t->api.fd = t->kin.fd = -1;
+	assert_int_equal(sandbox_fds_needed(t), start + 3 + stray);
+	/* poll() refuses more descriptors than RLIMIT_NOFILE: the same count through fcntl(). */
+	low = saved;
+	low.rlim_cur = SANDBOX_PROBE_FDS - 1;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	errno = 0;
+	assert_true(poll(none, SANDBOX_PROBE_FDS, 0) < 0 && errno == EINVAL);
+	assert_int_equal(sandbox_fds_needed(t), start + 3 + stray);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	for (int i = 0; i < n; i++)
+		close(held[i]);
+	free(t);
+}
+
 static const struct CMUnitTest sandbox_tests[] = {
 	cmocka_unit_test(test_sandbox_filter_allows_every_call_of_the_loop),
 	cmocka_unit_test(test_sandbox_filter_refuses_escapes),
@@ -396,4 +448,5 @@ static const struct CMUnitTest sandbox_tests[] = {
 	cmocka_unit_test(test_sandbox_filter_refuses_other_abis),
 	cmocka_unit_test(test_sandbox_numbers_match_the_system_headers),
 	cmocka_unit_test(test_sandbox_apply_refuses_and_survives),
+	cmocka_unit_test(test_sandbox_fds_needed_counts_inherited_descriptors),
 };
