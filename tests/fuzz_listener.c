@@ -84,7 +84,7 @@ static void check_parsers(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct telkin *t = fz_telkin();
-	struct listen_conn *c = &t->conns[0];
+	struct listen_conn *c = t->conns_made ? &t->conns[0] : listener_slot_make(t);
 	size_t cap = LISTEN_HEAD_MAX + t->body_limit, piece, off = 0;
 	unsigned oks = 0;
 	int sv[2];

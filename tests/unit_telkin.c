@@ -181,6 +181,60 @@ static void test_buffer_map_is_aligned_and_usable_to_its_last_byte(void **state)
 	}
 }
 
+/*
+ * Listener slots are set up on first use, not at start (that touched every page of the slot
+ * array): none after start-up; accepted connections take slots 0, 1, 2 in order, each with its
+ * own head buffer; a freed slot is taken again before a new one is set up.
+ */
+static void test_listener_slots_are_set_up_on_first_use(void **state)
+{
+	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0), cfd[4];
+
+	(void)state;
+	assert_true(t->n_conns >= LISTEN_SLOTS_MIN);
+	assert_int_equal(t->conns_made, 0);
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(lfd, 8), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+	assert_int_equal(set_nonblocking(lfd), 0);
+	t->listen_fd = lfd;
+	for (int i = 0; i < 3; i++) {
+		cfd[i] = socket(AF_INET, SOCK_STREAM, 0);
+		assert_int_equal(connect(cfd[i], (struct sockaddr *)&a, sizeof(a)), 0);
+	}
+	usleep(20 * 1000);                            /* all three in the accept queue */
+	listener_accept(t);
+	assert_int_equal(t->conns_made, 3);
+	assert_int_equal(t->conns_hi, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_true(t->conns[i].fd >= 0);
+		assert_int_equal(t->conns[i].body, -1);
+		assert_ptr_equal(t->conns[i].head, t->listen_heads + (size_t)i * LISTEN_HEAD_MAX);
+		assert_ptr_equal(t->conns[i].buf, t->conns[i].head);
+		assert_int_equal(t->conns[i].cap, LISTEN_HEAD_MAX);
+	}
+	listener_close(t, &t->conns[1]);
+	cfd[3] = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(cfd[3], (struct sockaddr *)&a, sizeof(a)), 0);
+	usleep(20 * 1000);
+	listener_accept(t);
+	assert_int_equal(t->conns_made, 3);           /* slot 1 again, no new one */
+	assert_true(t->conns[1].fd >= 0);
+	assert_ptr_equal(t->conns[1].head, t->listen_heads + LISTEN_HEAD_MAX);
+	for (int i = 0; i < 3; i++)
+		listener_close(t, &t->conns[i]);
+	assert_int_equal(t->conns_hi, 0);
+	for (int i = 0; i < 4; i++)
+		close(cfd[i]);
+	close(lfd);
+	t->listen_fd = -1;
+	tk_free(t);
+}
+
 /* TELKIN_HUGE_PAGES: on by default, 0 turns it off, anything else is an init error. */
 static void test_config_huge_pages(void **state)
 {
@@ -1676,6 +1730,7 @@ static void test_tls_alert_handshake_failure_has_clear_text(void **state)
 static const struct CMUnitTest telkin_tests[] = {
 	cmocka_unit_test(test_buffer_map_is_aligned_and_usable_to_its_last_byte),
 	cmocka_unit_test(test_buffer_map_advises_huge_pages_past_the_small_lead_only),
+	cmocka_unit_test(test_listener_slots_are_set_up_on_first_use),
 	cmocka_unit_test(test_config_huge_pages),
 	cmocka_unit_test(test_config_requires_stream),
 	cmocka_unit_test(test_config_defaults),
