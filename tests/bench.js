@@ -1137,27 +1137,26 @@ function cpuGroup(quotaUs, periodUs) {
   };
 }
 
+// Two bursts of 20 000 lines in one process: the first (its memory touched for the first time,
+// the kernel zeroing each page) and a later one (what a sandbox's later bursts cost). Each: the
+// POSTs' answer times, failures, the sender's drops, the extension's CPU and the group's
+// throttling during it.
 async function latencyRun(sink, { record, lineBytes, quota, bin = TELKIN }) {
   const env = telkinEnv(sink, await freePort(), { TELKIN_RECORD: record, TELKIN_FLUSH: 'end' });
   if (bin === FLOOR) env.FLOOR_FUNCTION_LOGS = '1'; // the same burst, with telkin's buffering
   const sim = new LambdaSim({ bin, env, initTimeoutMs: 5000, sender: 'aws', functionTimeoutMs: 60000 });
   const group = quota ? cpuGroup(7200, 100000) : null;
-  try {
-    if (quota && !group) return null;
-    await sim.start();
-    await sim.waitInit();
-    for (let i = 0; i < 3; i++) await sim.invoke({ lines: 3 });
-    if (group) group.add(sim.pid);
+  const pad = 'x'.repeat(Math.max(0, lineBytes - 120));
+  const lost = () => sim.emitted.filter((r) => r.dropped && r.category === 'function').length;
+  const burst = async (tag) => {
     const before = group && group.throttled();
-    const cpu0 = cpuMs(sim.pid);
-    const from = sim.deliveries.length;
-    const pad = 'x'.repeat(Math.max(0, lineBytes - 120));
+    const cpu0 = cpuMs(sim.pid), from = sim.deliveries.length, drops0 = sim.busyDrops || 0, lost0 = lost();
     const t0 = Date.now();
     await sim.invoke({
       lines: 0,
       beforeDone: async () => {
         for (let i = 0; i < 100; i++) {   // 20 000 lines in about a second
-          sim.writeFunctionLogs(200, `lat${i}`, (m) => `${m} ${pad}`);
+          sim.writeFunctionLogs(200, `${tag}${i}`, (m) => `${m} ${pad}`);
           await sleep(10);
         }
         await sleep(200);
@@ -1166,16 +1165,26 @@ async function latencyRun(sink, { record, lineBytes, quota, bin = TELKIN }) {
     const wall = Date.now() - t0;
     const cpu = cpuMs(sim.pid) - cpu0;
     const th = group && group.throttled();
-    await sim.shutdown();
     const ds = sim.deliveries.slice(from);
-    const ans = ds.filter((d) => d.answerMs !== null).map((d) => d.answerMs);
-    const s = summaryOf(sim);
     return {
-      n: ds.length, answers: ans, failed: ds.filter((d) => !(d.status >= 200 && d.status < 300)).length,
-      busyDrops: sim.busyDrops || 0, lost: sim.emitted.filter((r) => r.dropped && r.category === 'function').length,
-      calls: s.calls, shipped: s.shipped, cpu, wall, turn: s.longestTurn,
+      n: ds.length, answers: ds.filter((d) => d.answerMs !== null).map((d) => d.answerMs),
+      failed: ds.filter((d) => !(d.status >= 200 && d.status < 300)).length,
+      busyDrops: (sim.busyDrops || 0) - drops0, lost: lost() - lost0, cpu, wall,
       throttled: th && { periods: th.periods - before.periods, throttled: th.throttled - before.throttled, ms: th.ms - before.ms },
     };
+  };
+  try {
+    if (quota && !group) return null;
+    await sim.start();
+    await sim.waitInit();
+    for (let i = 0; i < 3; i++) await sim.invoke({ lines: 3 });
+    if (group) group.add(sim.pid);
+    const first = await burst('lat');
+    const later = await burst('again');
+    await sim.shutdown();
+    const s = summaryOf(sim);
+    for (const r of [first, later]) Object.assign(r, { calls: s.calls, turn: s.longestTurn });
+    return { first, later };
   } catch (e) {
     throw new Error(`${e.message}\n--- telkin stderr ---\n${sim.stderrLines.slice(-15).join('\n')}`);
   } finally {
@@ -1188,35 +1197,41 @@ async function benchLatency(sink) {
   console.log("\n-- telemetry POST answer time (last byte sent -> response head, simulator's 'aws' sender): 20 000 function lines in ~1 s");
   console.log('   (writeFunctionLogs 200 every 10 ms), TELKIN_FLUSH=end, buffering 25 ms / 1000 items / 1 MiB as telkin subscribes');
   console.log('   (the floor program is sent the same burst, answers every POST once read and ships nothing: what the machine');
-  console.log('   and the simulator add; at 7.2 % it is in the same quota)');
+  console.log('   and the simulator add; at 7.2 % it is in the same quota); each run a first burst, then a later one in the same');
+  console.log('   process (the first touches telkin\'s buffers for the first time: the kernel zeroes each page then)');
   for (const [quota, bin] of [[false, FLOOR], [false, TELKIN], [true, FLOOR], [true, TELKIN]]) {
     for (const [record, lineBytes] of [['event', 300], ['ndjson', 1000]]) {
       // Three runs pooled: one run's ~40 POSTs make a thin p99.
       const runs = [];
       for (let i = 0; i < 3; i++) runs.push(await latencyRun(sink, { record, lineBytes, quota, bin }));
-      const r = runs[0] && {
-        ...runs.reduce((acc, x) => {
+      const label = `${bin === FLOOR ? 'floor, ' : ''}${quota ? '7.2 % CPU' : 'full speed'}, ` +
+        `${bin === FLOOR ? '' : record + ' '}${lineBytes} B lines`;
+      if (!runs[0]) {
+        console.log(`   ${label}: n/a (no writable cgroup v1 cpu controller)`);
+        row(`POST answer p99, ${label}`, 'n/a', '<< 25 ms', null, CMD('latency'));
+        continue;
+      }
+      for (const which of ['first', 'later']) {
+        const rs = runs.map((x) => x[which]);
+        const r = rs.reduce((acc, x) => {
           for (const k of ['n', 'failed', 'busyDrops', 'lost', 'calls', 'cpu', 'wall']) acc[k] = (acc[k] || 0) + x[k];
           acc.turn = Math.max(acc.turn || 0, x.turn || 0);
           return acc;
-        }, {}),
-        throttled: runs[0].throttled && runs.reduce((acc, x) => ({ periods: acc.periods + x.throttled.periods,
-          throttled: acc.throttled + x.throttled.throttled, ms: acc.ms + x.throttled.ms }), { periods: 0, throttled: 0, ms: 0 }),
-      };
-      if (r) {
-        const all = runs.flatMap((x) => x.answers);
+        }, {});
+        r.throttled = rs[0].throttled && rs.reduce((acc, x) => ({ periods: acc.periods + x.throttled.periods,
+          throttled: acc.throttled + x.throttled.throttled, ms: acc.ms + x.throttled.ms }), { periods: 0, throttled: 0, ms: 0 });
+        const all = rs.flatMap((x) => x.answers);
         Object.assign(r, { p50: pct(all, 0.5), p99: pct(all, 0.99), max: Math.max(...all) });
+        const name = which === 'first' ? label : '  later burst, same process';
+        console.log(`   ${name.padEnd(36)} ${r.n} POSTs in 3 runs: answer p50 ${f(r.p50)} ms, p99 ${f(r.p99)} ms, max ${f(r.max)} ms; ` +
+          `failed ${r.failed}, batches dropped by the sender (cut while a POST was unanswered) ${r.busyDrops} ` +
+          `(${r.lost} lines); ${bin === FLOOR ? 'floor' : 'telkin'} CPU ${f(r.cpu, 0)} ms in ${r.wall} ms` +
+          (bin === FLOOR || which === 'later' ? '' : `; both bursts: ${r.calls} PutRecords, longest loop turn ${r.turn} ms`) +
+          (r.throttled ? `; throttled in ${r.throttled.throttled} of ${r.throttled.periods} periods (${f(r.throttled.ms, 0)} ms)` : ''));
+        row(`POST answer p50/p99/max, ${which === 'first' ? label : label + ', later burst'}`,
+          `${f(r.p50)}/${f(r.p99)}/${f(r.max)} ms, ${r.busyDrops} dropped`,
+          bin === FLOOR ? '' : '<< 25 ms', bin === FLOOR ? null : r.p99 < 12.5, CMD('latency'));
       }
-      const label = `${bin === FLOOR ? 'floor, ' : ''}${quota ? '7.2 % CPU' : 'full speed'}, ` +
-        `${bin === FLOOR ? '' : record + ' '}${lineBytes} B lines`;
-      if (!r) { console.log(`   ${label}: n/a (no writable cgroup v1 cpu controller)`); row(`POST answer p99, ${label}`, 'n/a', '<< 25 ms', null, CMD('latency')); continue; }
-      console.log(`   ${label.padEnd(36)} ${r.n} POSTs in 3 runs: answer p50 ${f(r.p50)} ms, p99 ${f(r.p99)} ms, max ${f(r.max)} ms; ` +
-        `failed ${r.failed}, batches dropped by the sender (cut while a POST was unanswered) ${r.busyDrops} ` +
-        `(${r.lost} lines); ${bin === FLOOR ? 'floor' : 'telkin'} CPU ${f(r.cpu, 0)} ms in ${r.wall} ms` +
-        (bin === FLOOR ? '' : `, ${r.calls} PutRecords, longest loop turn ${r.turn} ms`) +
-        (r.throttled ? `; throttled in ${r.throttled.throttled} of ${r.throttled.periods} periods (${f(r.throttled.ms, 0)} ms)` : ''));
-      row(`POST answer p50/p99/max, ${label}`, `${f(r.p50)}/${f(r.p99)}/${f(r.max)} ms, ${r.busyDrops} dropped`,
-        bin === FLOOR ? '' : '<< 25 ms', bin === FLOOR ? null : r.p99 < 12.5, CMD('latency'));
     }
   }
 }
@@ -1237,8 +1252,10 @@ const REF_LINES = 20000; // the reference invocation: 20 000 lines, ~3.8 MB of t
 
 // One invocation of `lines` lines with TELKIN_FLUSH=end (everything shipped before /event/next),
 // after 3 small warm-up invocations: the extension's CPU for it (schedstat, read while frozen),
-// the invocation's wall time, and the cpu group's throttling during it.
-async function cpuRun(sink, { lines, bin = TELKIN, wrapper = [], group = null, initTimeoutMs = 5000, env = {} }) {
+// the invocation's wall time, and the cpu group's throttling during it. again: the same
+// invocation once more in the same process (again.cpu, again.minflt): the sandbox's later
+// bursts, whose memory is already touched.
+async function cpuRun(sink, { lines, bin = TELKIN, wrapper = [], group = null, initTimeoutMs = 5000, env = {}, again = false }) {
   const sim = new LambdaSim({ bin, env: telkinEnv(sink, await freePort(), { TELKIN_FLUSH: 'end', ...env }), wrapper,
     initTimeoutMs, functionTimeoutMs: 300000, invokeTimeoutMs: 300000 });
   try {
@@ -1252,8 +1269,14 @@ async function cpuRun(sink, { lines, bin = TELKIN, wrapper = [], group = null, i
     const wall = hrMs(t0, process.hrtime.bigint());
     const cpu = schedMs(sim.pid) - cpu0, us1 = userSysMs(sim.pid);
     const th1 = group && group.throttled();
+    let second = null;
+    if (again) {
+      const c0 = schedMs(sim.pid), f0 = userSysMs(sim.pid).minflt;
+      await sim.invoke({ lines });
+      second = { cpu: schedMs(sim.pid) - c0, minflt: userSysMs(sim.pid).minflt - f0 };
+    }
     await sim.shutdown();
-    return { cpu, user: us1.user - us0.user, sys: us1.sys - us0.sys, minflt: us1.minflt - us0.minflt, wall, added: inv.addedMs, s: summaryOf(sim), sim,
+    return { cpu, user: us1.user - us0.user, sys: us1.sys - us0.sys, minflt: us1.minflt - us0.minflt, wall, added: inv.addedMs, s: summaryOf(sim), sim, again: second,
       throttled: th1 && { periods: th1.periods - th0.periods, throttled: th1.throttled - th0.throttled } };
   } finally {
     await sim.close();
@@ -1282,11 +1305,13 @@ async function benchCpu(sink, a) {
   const runs = Math.max(3, Math.min(a.runs, 7));
   console.log(`\n-- CPU per event: one ${lines}-line invocation (TELKIN_FLUSH=end, TELKIN_RECORD=event), telkin's CPU` +
     ` (/proc/<pid>/schedstat) from the thaw to the freeze, ${runs} runs; then under callgrind`);
-  const xs = [];
-  let last, user = 0, sys = 0, minflt = 0;
+  const xs = [], ys = [];
+  let last, user = 0, sys = 0, minflt = 0, minflt2 = 0;
   for (let i = 0; i < runs; i++) {
-    last = await cpuRun(sink, { lines });
+    last = await cpuRun(sink, { lines, again: true });
     xs.push(last.cpu);
+    ys.push(last.again.cpu);
+    minflt2 += last.again.minflt;
     user += last.user;
     sys += last.sys;
     minflt += last.minflt;
@@ -1298,8 +1323,12 @@ async function benchCpu(sink, a) {
   console.log(`   of which user ${f(user / runs, 1)} ms, kernel ${f(sys / runs, 1)} ms per run (10 ms ticks, averaged; the kernel part` +
     ' includes the loopback TCP of the sink\'s side, which a remote Kinesis does not cost);' +
     ` ${f(minflt / runs, 0)} page faults per run (first touches of memory: each costs ~12 us on this machine kind's VMs)`);
+  console.log(`   the same invocation again in the same process (a sandbox's later bursts: the memory is touched already):` +
+    ` CPU median ${f(med(ys))} ms (min ${f(Math.min(...ys))}, max ${f(Math.max(...ys))}), ${f(minflt2 / runs, 0)} page faults`);
   row(`CPU per event, ${lines}-line invocation`, `${f(med(xs) / lines * 1e6, 0)} ns (${f(med(xs), 1)} ms in all, ${s.calls} PutRecords)`,
     '<= 1.3 us', med(xs) / lines * 1e6 <= 1312, CMD('cpu'));
+  row(`  the same, again in the same process`, `${f(med(ys) / lines * 1e6, 0)} ns (${f(med(ys), 1)} ms in all)`,
+    '-', null, CMD('cpu'));
   if (!hasValgrind()) { console.log('   callgrind: skipped (no valgrind)'); return; }
   // Two runs, with and without the big invocation: the difference is the invocation alone. Under
   // valgrind the CPU does not show the SHA extensions (its CPUID hides them): the portable SHA-256.
