@@ -860,6 +860,61 @@ static void test_json_reports_incomplete_for_deeply_open_arrays(void **state)
 	free(js);
 }
 
+/*
+ * Every kind of byte a string scan stops at, at every position of strings up to 70 bytes long, so
+ * that each one is met by the sixteen-byte step, the eight-byte step and the byte-by-byte tail
+ * (json_min.c: to_special, to_quote_or_backslash): the closing quote ends the token there, an
+ * escape and a two-byte UTF-8 character are stepped over, a control character and a stray
+ * continuation byte are refused at their offset; json_parse_accepted agrees on the valid ones.
+ */
+static void test_json_string_scan_stops_at_every_position(void **state)
+{
+	char js[80];
+	struct json_token toks[2], again[2];
+	size_t off;
+
+	(void)state;
+	for (size_t n = 0; n <= 70; n++) {
+		for (size_t k = 0; k <= n; k++) {
+			/* a quote at k, blanks after it */
+			memset(js, 'a', sizeof(js));
+			js[0] = '"';
+			js[1 + k] = '"';
+			memset(js + 2 + k, ' ', n - k);
+			assert_int_equal(json_parse(js, n + 2, toks, 2, 4, 0, &off), 1);
+			assert_int_equal(toks[0].end - toks[0].start, k);
+			assert_int_equal(json_parse_accepted(js, n + 2, again, 2, 4, 0), 1);
+			assert_int_equal(again[0].end, toks[0].end);
+			if (k == n)
+				continue;
+			/* a string of n + 2 bytes with one of these at k: \n, é (C3 A9), 0x01, 0x80 */
+			for (int kind = 0; kind < 4; kind++) {
+				static const char two[4][2] = { { '\\', 'n' }, { '\xc3', '\xa9' },
+				                                { 'a', '\x01' }, { 'a', '\x80' } };
+				int r;
+				memset(js, 'a', sizeof(js));
+				js[0] = '"';
+				js[1 + k] = two[kind][0];
+				js[2 + k] = two[kind][1];
+				js[n + 3] = '"';
+				off = SIZE_MAX;
+				r = json_parse(js, n + 4, toks, 2, 4, 0, &off);
+				if (kind < 2) {
+					assert_int_equal(r, 1);
+					assert_int_equal(toks[0].end - toks[0].start, n + 2);
+					assert_int_equal(!!(toks[0].flags & JSON_ESCAPED), kind == 0);
+					assert_int_equal(json_parse_accepted(js, n + 4, again, 2, 4, 0), 1);
+					assert_int_equal(again[0].end, toks[0].end);
+					assert_int_equal(again[0].flags, toks[0].flags);
+				} else {
+					assert_int_equal(r, kind == 2 ? JSON_ERR_CONTROL : JSON_ERR_UTF8);
+					assert_int_equal(off, 2 + k);
+				}
+			}
+		}
+	}
+}
+
 static void test_json_parses_a_1_mib_string(void **state)
 {
 	const size_t n = 1 << 20;
@@ -1468,6 +1523,7 @@ static const struct CMUnitTest json_tests[] = {
 	cmocka_unit_test(test_json_bounds_depth_by_the_internal_limit),
 	cmocka_unit_test(test_json_rejects_deep_nesting_of_objects),
 	cmocka_unit_test(test_json_reports_incomplete_for_deeply_open_arrays),
+	cmocka_unit_test(test_json_string_scan_stops_at_every_position),
 	cmocka_unit_test(test_json_parses_a_1_mib_string),
 	cmocka_unit_test(test_json_parse_accepted_gives_json_parse_tokens_on_accepted_text),
 	cmocka_unit_test(test_json_parse_accepted_stays_inside_text_it_was_not_meant_for),
