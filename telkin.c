@@ -1878,10 +1878,11 @@ static size_t queue_used(const struct queue *q)
 
 /*
  * Room for an entry with pk_len + data_len bytes: returns it with its header filled (the caller
- * writes key and data), or NULL when the queue is full.
+ * writes key and data), or NULL when the queue is full. now: when it arrived (now_ms(); a whole
+ * Telemetry batch has one time, read once), the age periodic shipping uses.
  */
 static struct queue_entry *queue_push(struct queue *q, size_t pk_len, size_t data_len,
-                                      unsigned kind)
+                                      unsigned kind, int64_t now)
 {
 	size_t need = QUEUE_ALIGN(sizeof(struct queue_entry) + pk_len + data_len);
 	size_t at, used;
@@ -1911,7 +1912,7 @@ static struct queue_entry *queue_push(struct queue *q, size_t pk_len, size_t dat
 	e->pk_len = (uint16_t)pk_len;
 	e->state = ENTRY_PENDING;
 	e->kind = (uint8_t)kind;
-	e->queued_at = (uint32_t)now_ms();
+	e->queued_at = (uint32_t)now;
 	e->report = 0;
 	e->seq = 0;
 	if (!q->count)
@@ -2355,7 +2356,8 @@ static int queue_drop_report(struct telkin *t, const struct drop_account *a, con
 	}
 	p = APPEND_LIT(p, "]},");
 	n = (size_t)(p - rec);
-	e = queue_push(&t->q, pk_len, n + record_tail_len(t, 0, t->seq + 1), CLASS_PLATFORM);
+	e = queue_push(&t->q, pk_len, n + record_tail_len(t, 0, t->seq + 1), CLASS_PLATFORM,
+	               now_ms());
 	if (!e)
 		return -1;
 	e->report = 1;
@@ -2424,7 +2426,7 @@ static void queue_truncated(struct telkin *t, const char *ev, size_t len,
 		size_t esc = json_escaped_len(ev, keep);
 		size_t data_len = n + esc + 2 + tail;
 		char *d;
-		e = queue_push(&t->q, pk_len, data_len, kind);
+		e = queue_push(&t->q, pk_len, data_len, kind, t->last_telemetry);
 		if (!e) {
 			drop_record(t, kind, len, seq);
 			return;
@@ -2628,7 +2630,7 @@ static void ingest_event(struct telkin *t, const char *ev, size_t len,
 		queue_truncated(t, ev, len, type, time, pk, pk_len, kind, erid, erid_len, seq);
 		return;
 	}
-	e = queue_push(&t->q, pk_len, data_len, kind);
+	e = queue_push(&t->q, pk_len, data_len, kind, t->last_telemetry); /* the batch's arrival */
 	if (!e) {
 		drop_record(t, kind, data_len, seq);
 		return;

@@ -27,7 +27,8 @@ static void fill(struct telkin *t, unsigned records)
 	for (unsigned i = 0; i < records; i++) {
 		uint64_t seq = ++t->seq;
 		struct queue_entry *e = queue_push(&t->q, SANDBOX_ID_LEN,
-		                                   body + 1 + record_tail_len(t, 0, seq), CLASS_FUNCTION);
+		                                   body + 1 + record_tail_len(t, 0, seq), CLASS_FUNCTION,
+		                                   now_ms());
 		FZ_CHECK(e != NULL);
 		e->seq = seq;
 		memcpy(entry_pk(e), t->sandbox_id, SANDBOX_ID_LEN);

@@ -529,16 +529,16 @@ static void test_queue_full_returns_null_and_wraps_after_pop(void **state)
 	memset(&q, 0, sizeof(q));
 	q.mem = mem;
 	q.cap = sizeof(mem);
-	while (pushed < 8 && (e[pushed] = queue_push(&q, 2, 200, CLASS_FUNCTION)) != NULL)
+	while (pushed < 8 && (e[pushed] = queue_push(&q, 2, 200, CLASS_FUNCTION, now_ms())) != NULL)
 		pushed++;
 	assert_int_equal(pushed, 4); /* 4 x 224 bytes fit in 1024, a fifth does not */
-	assert_null(queue_push(&q, 2, 200, CLASS_FUNCTION));
+	assert_null(queue_push(&q, 2, 200, CLASS_FUNCTION, now_ms()));
 	e[0]->state = ENTRY_DONE;
 	e[1]->state = ENTRY_DONE;
 	queue_pop_done(&q);
 	assert_int_equal(q.count, 2);
 	/* 1024 - 896 = 128 bytes at the end: too small, so the next entry wraps to offset 0. */
-	e[4] = queue_push(&q, 2, 200, CLASS_FUNCTION);
+	e[4] = queue_push(&q, 2, 200, CLASS_FUNCTION, now_ms());
 	assert_non_null(e[4]);
 	assert_ptr_equal(e[4], mem);
 	/* Iteration follows the wrap: entries 2, 3, then the new one. */
@@ -560,8 +560,8 @@ static void test_queue_pop_stops_at_pending_head(void **state)
 	memset(&q, 0, sizeof(q));
 	q.mem = mem;
 	q.cap = sizeof(mem);
-	a = queue_push(&q, 1, 10, CLASS_PLATFORM);
-	b = queue_push(&q, 1, 10, CLASS_PLATFORM);
+	a = queue_push(&q, 1, 10, CLASS_PLATFORM, now_ms());
+	b = queue_push(&q, 1, 10, CLASS_PLATFORM, now_ms());
 	b->state = ENTRY_DONE;
 	queue_pop_done(&q);
 	assert_int_equal(q.count, 2); /* b waits behind a */
@@ -781,7 +781,7 @@ static void test_drop_report_waits_for_room(void **state)
 	struct telkin *t = tk_new(QUEUE_MIN_BYTES);
 	char out[1024];
 	(void)state;
-	while (queue_push(&t->q, 1, 64, CLASS_FUNCTION))
+	while (queue_push(&t->q, 1, 64, CLASS_FUNCTION, now_ms()))
 		;
 	drop_record(t, CLASS_EXTENSION, 10, 5);
 	report_drops(t);
