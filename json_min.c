@@ -824,8 +824,20 @@ int json_string_eq(const char *js, const struct json_token *t, const char *str)
 	return *q == 0;
 }
 
+/* 1 when a[0..n) and b[0..n) are the same bytes (keys are short: no call to memcmp). */
+static int same_bytes(const char *a, const char *b, size_t n)
+{
+	while (n && *a == *b) {
+		a++;
+		b++;
+		n--;
+	}
+	return n == 0;
+}
+
 /* see json_min.h */
-int json_object_get(const char *js, const struct json_token *toks, int obj, const char *key)
+int json_object_get_n(const char *js, const struct json_token *toks, int obj, const char *key,
+                      size_t klen)
 {
 	uint32_t i, n;
 
@@ -833,7 +845,11 @@ int json_object_get(const char *js, const struct json_token *toks, int obj, cons
 		return -1;
 	i = (uint32_t)obj + 1;
 	for (n = 0; n < toks[obj].size; n++) {
-		if (json_string_eq(js, &toks[i], key))
+		const struct json_token *k = &toks[i];
+		/* An unescaped key is its bytes: the lengths first (most keys differ there), then the
+		 * bytes; an escaped one is compared after unescaping. */
+		if (k->flags & JSON_ESCAPED ? json_string_eq(js, k, key) :
+		    k->end - k->start == klen && same_bytes(js + k->start, key, klen))
 			return (int)i + 1;
 		i = toks[i + 1].next;
 	}

@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h> /* strlen: json_object_get */
 
 enum json_type {
 	JSON_NONE = 0,
@@ -106,11 +107,21 @@ int json_parse_accepted(const char *js, size_t len, struct json_token *toks, siz
                         unsigned max_depth, unsigned emit_depth);
 
 /*
- * In the object at token index obj, find the member named key (compared after unescaping).
- * Returns the index of the member's value token, or -1 (not an object, collapsed, or no such key).
- * With duplicate keys, the first one wins.
+ * In the object at token index obj, find the member named key (key_len bytes, then a NUL; none
+ * inside; compared after unescaping). Returns the index of the member's value token, or -1 (not an object,
+ * collapsed, or no such key). With duplicate keys, the first one wins.
  */
-int json_object_get(const char *js, const struct json_token *toks, int obj, const char *key);
+int json_object_get_n(const char *js, const struct json_token *toks, int obj, const char *key,
+                      size_t key_len);
+
+/* json_object_get_n for a NUL-terminated key (inlined: a literal's length is known when
+ * compiling). */
+__attribute__((always_inline))
+static inline int json_object_get(const char *js, const struct json_token *toks, int obj,
+                                  const char *key)
+{
+	return json_object_get_n(js, toks, obj, key, strlen(key));
+}
 
 /* 1 when the string token t equals s (after unescaping), else 0 (also when t is not a string). */
 int json_string_eq(const char *js, const struct json_token *t, const char *s);
