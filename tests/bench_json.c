@@ -196,6 +196,7 @@ static size_t encode_base64(char *out, size_t cap, const char *s, size_t n)
 int main(void)
 {
 	size_t len = make_batch(batch, sizeof batch, BATCH_EVENTS), r = 0;
+	double rate;
 
 	/* BENCH_JSON_DUMP=1 prints the batch instead, to look at it or check it with another parser. */
 	if (getenv("BENCH_JSON_DUMP") != NULL) {
@@ -232,7 +233,8 @@ int main(void)
 		       bench_rate(encode_base64, len, &r));
 	}
 	base64_select(1);
+	rate = bench_rate(json_escape, len, &r);
 	printf("%-34s %8.0f MB/s  (input bytes, the batch itself: %zu -> %zu)\n", "json_escape",
-	       bench_rate(json_escape, len, &r), len, r);
+	       rate, len, r);
 	return 0;
 }
