@@ -108,8 +108,8 @@ int json_parse_accepted(const char *js, size_t len, struct json_token *toks, siz
 
 /*
  * In the object at token index obj, find the member named key (key_len bytes, then a NUL; none
- * inside; compared after unescaping). Returns the index of the member's value token, or -1 (not an object,
- * collapsed, or no such key). With duplicate keys, the first one wins.
+ * inside; compared after unescaping). Returns the index of the member's value token, or -1 (not
+ * an object, collapsed, or no such key). With duplicate keys, the first one wins.
  */
 int json_object_get_n(const char *js, const struct json_token *toks, int obj, const char *key,
                       size_t key_len);
