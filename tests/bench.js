@@ -1151,7 +1151,7 @@ async function latencyRun(sink, { record, lineBytes, quota, bin = TELKIN }) {
   const burst = async (tag) => {
     const before = group && group.throttled();
     const cpu0 = cpuMs(sim.pid), from = sim.deliveries.length, drops0 = sim.busyDrops || 0, lost0 = lost();
-    const wait0 = runDelayMs(sim.pid);
+    const wait0 = runDelayMs(sim.pid), moves0 = migrations(sim.pid);
     const t0 = Date.now();
     await sim.invoke({
       lines: 0,
@@ -1164,10 +1164,10 @@ async function latencyRun(sink, { record, lineBytes, quota, bin = TELKIN }) {
       },
     });
     const wall = Date.now() - t0;
-    const cpu = cpuMs(sim.pid) - cpu0, waited = runDelayMs(sim.pid) - wait0;
+    const cpu = cpuMs(sim.pid) - cpu0, waited = runDelayMs(sim.pid) - wait0, moves = migrations(sim.pid) - moves0;
     const th = group && group.throttled();
     const ds = sim.deliveries.slice(from);
-    return { waited,
+    return { waited, moves,
       n: ds.length, answers: ds.filter((d) => d.answerMs !== null).map((d) => d.answerMs),
       failed: ds.filter((d) => !(d.status >= 200 && d.status < 300)).length,
       busyDrops: (sim.busyDrops || 0) - drops0, lost: lost() - lost0, cpu, wall,
@@ -1215,7 +1215,7 @@ async function benchLatency(sink) {
       for (const which of ['first', 'later']) {
         const rs = runs.map((x) => x[which]);
         const r = rs.reduce((acc, x) => {
-          for (const k of ['n', 'failed', 'busyDrops', 'lost', 'calls', 'cpu', 'wall', 'waited']) acc[k] = (acc[k] || 0) + x[k];
+          for (const k of ['n', 'failed', 'busyDrops', 'lost', 'calls', 'cpu', 'wall', 'waited', 'moves']) acc[k] = (acc[k] || 0) + x[k];
           acc.turn = Math.max(acc.turn || 0, x.turn || 0);
           return acc;
         }, {});
@@ -1227,7 +1227,7 @@ async function benchLatency(sink) {
         console.log(`   ${name.padEnd(36)} ${r.n} POSTs in 3 runs: answer p50 ${f(r.p50)} ms, p99 ${f(r.p99)} ms, max ${f(r.max)} ms; ` +
           `failed ${r.failed}, batches dropped by the sender (cut while a POST was unanswered) ${r.busyDrops} ` +
           `(${r.lost} lines); ${bin === FLOOR ? 'floor' : 'telkin'} CPU ${f(r.cpu, 0)} ms in ${r.wall} ms, ` +
-          `runnable but waiting for a CPU ${f(r.waited, 0)} ms` +
+          `runnable but waiting for a CPU ${f(r.waited, 0)} ms, moved between CPUs ${r.moves} times` +
           (bin === FLOOR || which === 'later' ? '' : `; both bursts: ${r.calls} PutRecords, longest loop turn ${r.turn} ms`) +
           (r.throttled ? `; throttled in ${r.throttled.throttled} of ${r.throttled.periods} periods (${f(r.throttled.ms, 0)} ms)` : ''));
         row(`POST answer p50/p99/max, ${which === 'first' ? label : label + ', later burst'}`,
@@ -1245,6 +1245,14 @@ async function benchLatency(sink) {
 // field: run queue delay; a throttled cpu group's time is not in it). NaN when not there.
 function runDelayMs(pid) {
   try { return Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6; } catch { return NaN; }
+}
+
+// How many times the scheduler has moved a process to another CPU (/proc/<pid>/sched,
+// se.nr_migrations; NaN when not there). Under a cpu quota each CPU holds its own slice of it.
+function migrations(pid) {
+  try {
+    return Number((/^se\.nr_migrations\s*:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/sched`, 'utf8')) || [])[1]);
+  } catch { return NaN; }
 }
 
 // A process's CPU time in ms: the scheduler's ns count (/proc/<pid>/schedstat), else utime+stime.
