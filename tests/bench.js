@@ -40,7 +40,9 @@
 //           function logs 20 000 lines in 1 s and telkin ships them to the fast sink (as events,
 //           and packed as ndjson: 5 MiB PutRecords bodies); at full speed and with telkin held to
 //           7.2 % of a core (a 128 MB function's share) by a cgroup v1 cpu quota (root and a
-//           writable /sys/fs/cgroup/cpu needed, else that half is n/a)
+//           writable /sys/fs/cgroup/cpu needed, else that half is n/a); per burst also the
+//           extension's CPU, its run-queue wait, how often it moved between CPUs and the
+//           periods the quota throttled
 //   cpu     telkin's CPU for the reference invocation of issue 13 (20 000 lines, ~3.8 MB of
 //           telemetry, 41 PutRecords; TELKIN_FLUSH=end), from /proc/<pid>/schedstat; then, with
 //           valgrind, instructions per event under callgrind (the portable SHA-256: valgrind's CPUID
