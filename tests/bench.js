@@ -1152,7 +1152,7 @@ async function latencyRun(sink, { record, lineBytes, quota, bin = TELKIN }) {
   const lost = () => sim.emitted.filter((r) => r.dropped && r.category === 'function').length;
   const burst = async (tag) => {
     const before = group && group.throttled();
-    const cpu0 = cpuMs(sim.pid), from = sim.deliveries.length, drops0 = sim.busyDrops || 0, lost0 = lost();
+    const cpu0 = schedMs(sim.pid), from = sim.deliveries.length, drops0 = sim.busyDrops || 0, lost0 = lost();
     const wait0 = runDelayMs(sim.pid), moves0 = migrations(sim.pid);
     const t0 = Date.now();
     await sim.invoke({
@@ -1166,7 +1166,7 @@ async function latencyRun(sink, { record, lineBytes, quota, bin = TELKIN }) {
       },
     });
     const wall = Date.now() - t0;
-    const cpu = cpuMs(sim.pid) - cpu0, waited = runDelayMs(sim.pid) - wait0, moves = migrations(sim.pid) - moves0;
+    const cpu = schedMs(sim.pid) - cpu0, waited = runDelayMs(sim.pid) - wait0, moves = migrations(sim.pid) - moves0;
     const th = group && group.throttled();
     const ds = sim.deliveries.slice(from);
     return { waited, moves,
