@@ -39,6 +39,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/ucontext.h>
@@ -338,6 +339,8 @@ struct config {
 	size_t queue_bytes;
 	enum pk_mode pk_mode;
 	unsigned flush_timeout_ms;
+	int cpu_pin;              /* TELKIN_CPU_PIN: CPU_PIN_AUTO, CPU_PIN_OFF or a CPU number */
+	unsigned long memory_mb;  /* AWS_LAMBDA_FUNCTION_MEMORY_SIZE; 0 when unset or not a number */
 };
 
 /* Parse a decimal in [lo, hi]. 0 or -1 (then err says why). */
@@ -653,6 +656,61 @@ static int config_credentials(struct config *c, char *err, size_t errcap)
 }
 
 /* The whole configuration. 0, or -1 with a message for init/error. */
+/*
+ * CPU pinning (TELKIN_CPU_PIN). A function under 1,769 MB has less than one vCPU's time, spread
+ * by a CPU quota over two vCPUs; each vCPU draws the quota in slices, so a process that moves
+ * between them strands part of a slice on the one it left and is throttled sooner (measured in
+ * README, "Answering the platform in time"). Pinned to one vCPU, telkin draws its share in one
+ * place. The masks are the kernel's: bit n of word n / CPU_MASK_WORD_BITS is CPU n.
+ */
+#define LAMBDA_MB_PER_VCPU 1769                    /* configuration-memory.html: one vCPU */
+#define CPU_PIN_MAX        1024                    /* CPUs a mask covers: glibc's CPU_SETSIZE */
+#define CPU_MASK_WORD_BITS (8 * sizeof(unsigned long))
+#define CPU_MASK_WORDS     (CPU_PIN_MAX / CPU_MASK_WORD_BITS)
+#define CPU_PIN_AUTO       (-1)                    /* the last allowed CPU, under one vCPU's share */
+#define CPU_PIN_OFF        (-2)
+
+/* The CPUs this process may run on (sched_getaffinity); 0 words when the kernel will not say. */
+static size_t cpu_allowed(unsigned long mask[CPU_MASK_WORDS])
+{
+	long n;
+
+	memset(mask, 0, CPU_MASK_WORDS * sizeof(unsigned long));
+	n = syscall(SYS_sched_getaffinity, 0L, CPU_MASK_WORDS * sizeof(unsigned long), mask);
+	return n > 0 ? (size_t)n / sizeof(unsigned long) : 0;
+}
+
+static int cpu_in(const unsigned long *mask, size_t words, unsigned cpu)
+{
+	return cpu / CPU_MASK_WORD_BITS < words &&
+	       (mask[cpu / CPU_MASK_WORD_BITS] >> (cpu % CPU_MASK_WORD_BITS) & 1UL);
+}
+
+/* TELKIN_CPU_PIN: auto, off, or a CPU this process may run on. */
+static int config_cpu_pin(struct config *c, const char *v, char *err, size_t errcap)
+{
+	unsigned long mask[CPU_MASK_WORDS];
+	unsigned long long n;
+	size_t words;
+
+	if (!strcmp(v, "auto") || !strcmp(v, "off")) {
+		c->cpu_pin = v[0] == 'a' ? CPU_PIN_AUTO : CPU_PIN_OFF;
+		return 0;
+	}
+	if (config_uint("TELKIN_CPU_PIN", v, 0, CPU_PIN_MAX - 1, &n, err, errcap) < 0) {
+		snprintf(err, errcap, "TELKIN_CPU_PIN=%.32s: expected auto, off or a CPU number", v);
+		return -1;
+	}
+	words = cpu_allowed(mask);
+	if (words && !cpu_in(mask, words, (unsigned)n)) {
+		snprintf(err, errcap, "TELKIN_CPU_PIN=%llu: not one of the CPUs this process may run "
+		         "on", n);
+		return -1;
+	}
+	c->cpu_pin = (int)n;
+	return 0;
+}
+
 static int config_load(struct config *c, char *err, size_t errcap)
 {
 	unsigned long long v;
@@ -792,7 +850,11 @@ static int config_load(struct config *c, char *err, size_t errcap)
 	                60000, &v, err, errcap))
 		return -1;
 	c->flush_timeout_ms = (unsigned)v;
-	return 0;
+	s = env_or("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "");
+	if (config_uint("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", s, 1, 1UL << 20, &v, err, errcap) == 0)
+		c->memory_mb = (unsigned long)v;
+	err[0] = 0;
+	return config_cpu_pin(c, env_or("TELKIN_CPU_PIN", "auto"), err, errcap);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -2042,6 +2104,7 @@ enum exec_mode { MODE_ON_DEMAND, MODE_PROVISIONED, MODE_SNAPSTART, MODE_MANAGED 
 
 struct telkin {
 	struct config cfg;
+	int cpu_pinned;                        /* the CPU telkin is pinned to; -1 when it is not */
 	char runtime_api[256];                 /* AWS_LAMBDA_RUNTIME_API: host:port */
 	char extension_name[64];
 	char extension_id[128];
@@ -4519,13 +4582,17 @@ static unsigned long long sandbox_denied(void);
 static void print_summary(const struct telkin *t)
 {
 	const struct stats *s = &t->stats;
+	char cpu[16] = "any";
+
+	if (t->cpu_pinned >= 0)
+		snprintf(cpu, sizeof(cpu), "%d", t->cpu_pinned);
 	log_msg(LOG_INFO, "events received %llu, queued %llu, filtered %llu, truncated %llu; "
 	        "shipped %llu (%llu bytes) in %llu records and %llu PutRecords calls (%llu failed), "
 	        "retried %llu (throttled %llu), refused %llu; dropped platform %llu function %llu extension %llu; "
 	        "batches rejected %llu; queue high-water %zu bytes; connections %llu "
 	        "(TLS handshakes %llu); lost at exit %llu (unanswered %llu); platform logsDropped %llu "
 	        "(%llu records); listener evictions %llu; longest loop turn %llu ms; sandbox %s, "
-	        "system calls denied %llu; last seq %llu of sandbox %s",
+	        "system calls denied %llu; cpu %s; last seq %llu of sandbox %s",
 	        (unsigned long long)s->events_received, (unsigned long long)s->events_queued,
 	        (unsigned long long)s->events_filtered, (unsigned long long)s->events_truncated,
 	        (unsigned long long)s->events_shipped, (unsigned long long)s->bytes_shipped,
@@ -4541,7 +4608,7 @@ static void print_summary(const struct telkin *t)
 	        (unsigned long long)s->platform_logs_dropped,
 	        (unsigned long long)s->platform_dropped_records,
 	        (unsigned long long)s->listener_evictions, (unsigned long long)s->longest_turn_ms,
-	        sandbox_state(), sandbox_denied(), (unsigned long long)t->seq, t->sandbox_id);
+	        sandbox_state(), sandbox_denied(), cpu, (unsigned long long)t->seq, t->sandbox_id);
 }
 
 /* Telemetry silence that ends SHUTDOWN early: two buffering periods and some slack. */
@@ -5346,7 +5413,6 @@ static int sandbox_filter_install(void)
 }
 
 #ifdef TELKIN_TEST_ESCAPE
-#include <sys/syscall.h>
 
 /*
  * Test builds only (make sandbox-test; never the shipped binary): what injected code would try
@@ -5654,7 +5720,7 @@ static int telkin_init(struct telkin *t, const char *argv0)
 	if (getrandom(&seed, sizeof(seed), 0) == sizeof(seed))
 		g_rng_state ^= seed;
 	random_hex(t->sandbox_id, SANDBOX_ID_LEN);
-	t->listen_fd = -1;
+	t->listen_fd = t->cpu_pinned = -1;
 	t->api.fd = t->kin.fd = -1;
 	t->api.name = "lambda";
 	t->kin.name = "kinesis";
@@ -5729,26 +5795,80 @@ static void lifecycle_start(struct telkin *t)
 	}
 }
 
+/*
+ * The CPU to pin to (TELKIN_CPU_PIN), or -1: off; a number as given when it is allowed; auto pins
+ * to the last allowed CPU when the function's share is under one vCPU, known from its memory
+ * size, and there are two or more to choose from. The last because the first takes most device
+ * interrupts. Never on Managed Instances, where many invocations share several vCPUs.
+ */
+static int cpu_pin_choose(int setting, enum exec_mode mode, unsigned long memory_mb,
+                          const unsigned long *allowed, size_t words)
+{
+	int last = -1, count = 0;
+
+	for (unsigned cpu = 0; cpu < words * CPU_MASK_WORD_BITS; cpu++)
+		if (cpu_in(allowed, words, cpu)) {
+			last = (int)cpu;
+			count++;
+		}
+	if (setting >= 0)
+		return cpu_in(allowed, words, (unsigned)setting) ? setting : -1;
+	if (setting != CPU_PIN_AUTO || mode == MODE_MANAGED || memory_mb == 0 ||
+	    memory_mb >= LAMBDA_MB_PER_VCPU || count < 2)
+		return -1;
+	return last;
+}
+
+/* Pin (once, at start, before the filter: sched_setaffinity is not among its calls). */
+static void cpu_pin_apply(struct telkin *t)
+{
+	unsigned long mask[CPU_MASK_WORDS];
+	size_t words = cpu_allowed(mask);
+	int cpu;
+
+	t->cpu_pinned = -1;
+	cpu = cpu_pin_choose(t->cfg.cpu_pin, t->mode, t->cfg.memory_mb, mask, words);
+	if (cpu < 0) {
+		if (t->cfg.cpu_pin >= 0)
+			log_msg(LOG_WARN, "TELKIN_CPU_PIN=%d: the kernel does not list that CPU now: "
+			        "not pinned", t->cfg.cpu_pin);
+		return;
+	}
+	memset(mask, 0, sizeof(mask));
+	mask[(unsigned)cpu / CPU_MASK_WORD_BITS] = 1UL << ((unsigned)cpu % CPU_MASK_WORD_BITS);
+	if (syscall(SYS_sched_setaffinity, 0L, sizeof(mask), mask) < 0) {
+		log_msg(LOG_WARN, "could not pin to CPU %d (%s): not pinned", cpu, strerror(errno));
+		return;
+	}
+	t->cpu_pinned = cpu;
+}
+
 #ifndef TELKIN_TEST
 static struct telkin g_telkin;
 
 int main(int argc, char **argv)
 {
+	char pin[32] = "";
+
 	(void)argc;
 	signal(SIGPIPE, SIG_IGN);
 	if (telkin_init(&g_telkin, argv[0]) < 0)
 		return 1;
 	lifecycle_start(&g_telkin);
+	cpu_pin_apply(&g_telkin);
 	sandbox_apply(&g_telkin);
 	/* Said after the first /event/next is out: the line is not on the cold-start path. */
-	log_msg(LOG_INFO, "%s: shipping %s%s%sto stream %s via %s:%s (%s)",
+	if (g_telkin.cpu_pinned >= 0)
+		snprintf(pin, sizeof(pin), "; pinned to CPU %d", g_telkin.cpu_pinned);
+	log_msg(LOG_INFO, "%s: shipping %s%s%sto stream %s via %s:%s (%s)%s",
 	        mode_name(g_telkin.mode),
 	        g_telkin.cfg.types & CLASS_PLATFORM ? "platform " :
 	        g_telkin.cfg.n_platform_names ? "platform (by name) " : "",
 	        g_telkin.cfg.types & CLASS_FUNCTION ? "function " : "",
 	        g_telkin.cfg.types & CLASS_EXTENSION ? "extension " : "", g_telkin.cfg.stream_name,
 	        g_telkin.cfg.kinesis.host, g_telkin.cfg.kinesis.port,
-	        g_telkin.cfg.kinesis.tls ? "TLS" : "plain HTTP");
+	        g_telkin.cfg.kinesis.tls ? "TLS" : "plain HTTP",
+	        pin);
 	run(&g_telkin);
 	return 0;
 }

@@ -39,8 +39,9 @@
 //           sender, which drops a batch cut while a POST is unanswered), p50/p99/max, while a
 //           function logs 20 000 lines in 1 s and telkin ships them to the fast sink (as events,
 //           and packed as ndjson: 5 MiB PutRecords bodies); at full speed and with telkin held to
-//           7.2 % of a core (a 128 MB function's share) by a cgroup v1 cpu quota (root and a
-//           writable /sys/fs/cgroup/cpu needed, else that half is n/a); per burst also the
+//           7.2 % of a core (a 128 MB function's share) by a cgroup v1 cpu quota from exec on
+//           (root and a writable /sys/fs/cgroup/cpu needed, else that half is n/a); at 128 MB
+//           telkin pins itself to one CPU (TELKIN_CPU_PIN=auto); per burst also the
 //           extension's CPU, its run-queue wait, how often it moved between CPUs and the
 //           periods the quota throttled
 //   cpu     telkin's CPU for the reference invocation of issue 13 (20 000 lines, ~3.8 MB of
@@ -1127,7 +1128,6 @@ function cpuGroup(quotaUs, periodUs) {
   process.on('exit', rm);
   return {
     dir,
-    add(pid) { fs.writeFileSync(path.join(dir, 'tasks'), String(pid)); },
     // A command prefix that moves the process into the group, then execs the extension (same pid).
     wrapper: ['sh', '-c', `echo $$ > ${dir}/tasks && exec "$0"`],
     throttled() {
@@ -1146,8 +1146,11 @@ function cpuGroup(quotaUs, periodUs) {
 async function latencyRun(sink, { record, lineBytes, quota, bin = TELKIN }) {
   const env = telkinEnv(sink, await freePort(), { TELKIN_RECORD: record, TELKIN_FLUSH: 'end' });
   if (bin === FLOOR) env.FLOOR_FUNCTION_LOGS = '1'; // the same burst, with telkin's buffering
-  const sim = new LambdaSim({ bin, env, initTimeoutMs: 5000, sender: 'aws', functionTimeoutMs: 60000 });
+  // The quota applies from exec, as a function's share does from the sandbox's start: start-up,
+  // the warm-up invocations and every page first touched are paid inside it.
   const group = quota ? cpuGroup(7200, 100000) : null;
+  const sim = new LambdaSim({ bin, env, initTimeoutMs: 5000, sender: 'aws', functionTimeoutMs: 60000,
+    ...(group ? { wrapper: group.wrapper } : {}) });
   const pad = 'x'.repeat(Math.max(0, lineBytes - 120));
   const lost = () => sim.emitted.filter((r) => r.dropped && r.category === 'function').length;
   const burst = async (tag) => {
@@ -1181,7 +1184,6 @@ async function latencyRun(sink, { record, lineBytes, quota, bin = TELKIN }) {
     await sim.start();
     await sim.waitInit();
     for (let i = 0; i < 3; i++) await sim.invoke({ lines: 3 });
-    if (group) group.add(sim.pid);
     const first = await burst('lat');
     const later = await burst('again');
     await sim.shutdown();

@@ -153,6 +153,48 @@ scenario('on-demand: an unknown AWS_LAMBDA_INITIALIZATION_TYPE runs as on-demand
   assert.equal(mentions.length, 1, `the unknown value logged ${mentions.length} times: ${mentions.join(' | ')}`);
 });
 
+// CPU pinning (TELKIN_CPU_PIN, README): under one vCPU's share (a memory size below 1,769 MB)
+// telkin pins itself to the last CPU it may run on, when it has two or more; not at 1,769 MB and
+// up, not on Managed Instances, not with TELKIN_CPU_PIN=off. The kernel's word for it
+// (/proc/<pid>/status, Cpus_allowed_list) during an invocation, and the exit summary's "cpu".
+const cpuList = (status) => {
+  const m = /^Cpus_allowed_list:\s*(\S+)/m.exec(status);
+  const cpus = [];
+  for (const part of m[1].split(',')) {
+    const [a, b = a] = part.split('-').map(Number);
+    for (let c = a; c <= b; c++) cpus.push(c);
+  }
+  return cpus;
+};
+const OURS = cpuList(require('node:fs').readFileSync('/proc/self/status', 'utf8'));
+for (const [label, mode, memoryMB, env, pinned] of [
+  ['128 MB: pinned to the last CPU', 'on-demand', 128, {}, OURS.length > 1],
+  ['1,768 MB under SnapStart: pinned', 'snap-start', 1768, {}, OURS.length > 1],
+  ['1,769 MB (one vCPU): not pinned', 'on-demand', 1769, {}, false],
+  ['128 MB, TELKIN_CPU_PIN=off: not pinned', 'on-demand', 128, { TELKIN_CPU_PIN: 'off' }, false],
+  ['Managed Instances: not pinned', 'lambda-managed-instances', 2048, {}, false],
+  [`128 MB, TELKIN_CPU_PIN=${OURS[0]}: pinned to that CPU`, 'on-demand', 128, { TELKIN_CPU_PIN: String(OURS[0]) }, true],
+]) {
+  scenario(`${mode}: CPU pinning, ${label}`, async (t, h) => {
+    const { sim } = await start(t, h, { mode, env, sim: { memoryMB } });
+    if (mode === 'lambda-managed-instances') {
+      const inv = await sim.invoke({ lines: 5 });
+      await assertShippedWhileWaiting(h, [inv]);
+    } else {
+      await invokeShipped(h);
+    }
+    const want = pinned ? [env.TELKIN_CPU_PIN !== undefined ? Number(env.TELKIN_CPU_PIN) : OURS[OURS.length - 1]] : OURS;
+    if (!process.env.TELKIN_BIN_WRAPPER) { // under qemu-user the pid is the emulator's
+      assert.deepEqual(cpuList(require('node:fs').readFileSync(`/proc/${sim.pid}/status`, 'utf8')), want,
+        `telkin's CPUs at ${memoryMB} MB in ${mode}`);
+    }
+    await finish(t, h, { maxSandboxes: mode === 'snap-start' ? 2 : 1 }); // a restore is a new sandbox
+    const line = parseSummary(sim.stderrLines).line;
+    assert.match(line, new RegExp(`; cpu ${pinned ? want[0] : 'any'}; `), line);
+    assert.equal(sim.stderrLines.some((l) => l.includes('pinned to CPU')), pinned, 'the start line says where');
+  });
+}
+
 scenario('on-demand: a long freeze kills the Kinesis connection silently: the next invoke is shipped on a new one', async (t, h) => {
   const { sim, stub } = await start(t, h, { mode: 'on-demand', kinesis: 'stub', env: { TELKIN_FLUSH_TIMEOUT_MS: FLUSH_BUDGET_MS } });
   await invokeShipped(h);

@@ -13,7 +13,8 @@ static void tk_env_minimal(void)
 		"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "TELKIN_LISTEN_PORT",
 		"TELKIN_BUFFER_ITEMS", "TELKIN_BUFFER_BYTES", "TELKIN_BUFFER_TIMEOUT_MS",
 		"TELKIN_TYPES", "TELKIN_QUEUE_BYTES", "TELKIN_PARTITION_KEY",
-		"TELKIN_FLUSH_TIMEOUT_MS", "TELKIN_LOG_LEVEL",
+		"TELKIN_FLUSH_TIMEOUT_MS", "TELKIN_LOG_LEVEL", "TELKIN_CPU_PIN",
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
 	};
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
@@ -251,6 +252,75 @@ static void test_config_huge_pages(void **state)
 	assert_int_equal(config_load(&c, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "TELKIN_HUGE_PAGES=on: expected 1 (on) or 0 (off)"));
 	unsetenv("TELKIN_HUGE_PAGES");
+}
+
+/*
+ * TELKIN_CPU_PIN: auto by default, off, or a CPU this process may run on; anything else is an
+ * init error. AWS_LAMBDA_FUNCTION_MEMORY_SIZE is read along (0 when unset or not a number).
+ */
+static void test_config_cpu_pin(void **state)
+{
+	unsigned long mask[CPU_MASK_WORDS];
+	size_t words = cpu_allowed(mask);
+	struct config c;
+	char err[320], v[16];
+	unsigned first = 0;
+	(void)state;
+	assert_true(words > 0);
+	while (!cpu_in(mask, words, first))
+		first++;
+	tk_env_minimal();
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.cpu_pin, CPU_PIN_AUTO);
+	assert_int_equal(c.memory_mb, 0);
+	setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128", 1);
+	setenv("TELKIN_CPU_PIN", "off", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.cpu_pin, CPU_PIN_OFF);
+	assert_int_equal(c.memory_mb, 128);
+	snprintf(v, sizeof(v), "%u", first);
+	setenv("TELKIN_CPU_PIN", v, 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.cpu_pin, (int)first);
+	setenv("TELKIN_CPU_PIN", "1023", 1);               /* no machine here has 1024 CPUs */
+	assert_int_equal(config_load(&c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "TELKIN_CPU_PIN=1023: not one of the CPUs this process may run on"));
+	for (size_t i = 0; i < 3; i++) {
+		static const char *const bad[] = { "1024", "-1", "on" };
+		setenv("TELKIN_CPU_PIN", bad[i], 1);
+		assert_int_equal(config_load(&c, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "expected auto, off or a CPU number"));
+	}
+	setenv("TELKIN_CPU_PIN", "auto", 1);
+	setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "lots", 1);
+	assert_int_equal(config_load(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.memory_mb, 0);
+	unsetenv("TELKIN_CPU_PIN");
+	unsetenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE");
+}
+
+/* Which CPU: auto under one vCPU's share (the last allowed), never on Managed Instances. */
+static void test_cpu_pin_choose(void **state)
+{
+	unsigned long two[CPU_MASK_WORDS] = { 0x3 }, one[CPU_MASK_WORDS] = { 0x2 };
+	unsigned long far[CPU_MASK_WORDS] = { 0 };
+	(void)state;
+	far[0] = 0x1;
+	far[1] = 1UL << 3;                                 /* CPU 0 and CPU 64 + 3 (67 on 64-bit) */
+	assert_int_equal(cpu_pin_choose(CPU_PIN_AUTO, MODE_ON_DEMAND, 128, two, 1), 1);
+	assert_int_equal(cpu_pin_choose(CPU_PIN_AUTO, MODE_SNAPSTART, 1768, two, 1), 1);
+	assert_int_equal(cpu_pin_choose(CPU_PIN_AUTO, MODE_PROVISIONED, 512, two, 1), 1);
+	assert_int_equal(cpu_pin_choose(CPU_PIN_AUTO, MODE_ON_DEMAND, 1769, two, 1), -1);
+	assert_int_equal(cpu_pin_choose(CPU_PIN_AUTO, MODE_ON_DEMAND, 0, two, 1), -1);
+	assert_int_equal(cpu_pin_choose(CPU_PIN_AUTO, MODE_MANAGED, 128, two, 1), -1);
+	assert_int_equal(cpu_pin_choose(CPU_PIN_AUTO, MODE_ON_DEMAND, 128, one, 1), -1);
+	assert_int_equal(cpu_pin_choose(CPU_PIN_AUTO, MODE_ON_DEMAND, 128, far, 2),
+	                 (int)CPU_MASK_WORD_BITS + 3);
+	assert_int_equal(cpu_pin_choose(CPU_PIN_AUTO, MODE_ON_DEMAND, 128, far, 1), -1);
+	assert_int_equal(cpu_pin_choose(CPU_PIN_OFF, MODE_ON_DEMAND, 128, two, 1), -1);
+	assert_int_equal(cpu_pin_choose(0, MODE_MANAGED, 10240, two, 1), 0);  /* as told */
+	assert_int_equal(cpu_pin_choose(2, MODE_ON_DEMAND, 128, two, 1), -1); /* gone since */
+	assert_int_equal(cpu_pin_choose(1, MODE_ON_DEMAND, 128, one, 1), 1);
 }
 
 static void test_config_requires_stream(void **state)
@@ -1732,6 +1802,8 @@ static const struct CMUnitTest telkin_tests[] = {
 	cmocka_unit_test(test_buffer_map_advises_huge_pages_past_the_small_lead_only),
 	cmocka_unit_test(test_listener_slots_are_set_up_on_first_use),
 	cmocka_unit_test(test_config_huge_pages),
+	cmocka_unit_test(test_config_cpu_pin),
+	cmocka_unit_test(test_cpu_pin_choose),
 	cmocka_unit_test(test_config_requires_stream),
 	cmocka_unit_test(test_config_defaults),
 	cmocka_unit_test(test_config_rejects_buffer_values_outside_api_ranges),
