@@ -4,8 +4,9 @@
 //   - build/escape/telkin (TELKIN_ESCAPE_BIN; the shipped recipe plus -DTELKIN_TEST_ESCAPE, never
 //     shipped) tries, once the filter is on, what injected code would: execve a shell, fork, clone,
 //     open a file for writing (or with O_CREAT), a listening TCP socket, an AF_UNIX socket, an
-//     executable mapping, kill, ptrace. Each is refused, nothing is left on disk, and telkin keeps
-//     shipping every event; a read-only open still works (SECURITY.md says why).
+//     executable mapping, kill, ptrace, sched_setaffinity. Each is refused, nothing is left on
+//     disk, and telkin keeps shipping every event; a read-only open still works (SECURITY.md says
+//     why).
 //   - the shipped binary (TELKIN_BIN) takes every path that runs after start with no call refused:
 //     TLS to a host name (the resolver reads /etc/hosts at each connect), reconnects, container
 //     credentials with a token file read at each fetch, a refresh, a SnapStart restore
@@ -60,7 +61,7 @@ d('escape attempts after start are refused with EPERM; telkin keeps shipping eve
   await runInvokes(sim, 10);
   const out = sim.stderrLines.join('\n');
   const refused = ['execve /bin/sh', 'fork', 'clone', 'open for writing', 'open read-only with O_CREAT',
-    'listening TCP socket', 'AF_UNIX socket', 'executable mapping', 'kill', 'ptrace'];
+    'listening TCP socket', 'AF_UNIX socket', 'executable mapping', 'kill', 'ptrace', 'sched_setaffinity'];
   const attempts = sim.stderrLines.filter((l) => l.includes('escape test')).join('\n');
   for (const what of refused) {
     // musl's mmap turns EPERM into ENOMEM for an anonymous mapping: refused all the same.
@@ -75,7 +76,7 @@ d('escape attempts after start are refused with EPERM; telkin keeps shipping eve
   assert.ok(sb.denied >= refused.length, `system calls denied ${sb.denied}, attempts ${refused.length}`);
   // Each refused number is logged once: execve (59) among them, and no number twice.
   for (const nr of [59 /* execve */, 57 /* fork */, 56 /* clone */, 2 /* open */, 50 /* listen */,
-    41 /* socket */, 9 /* mmap */, 62 /* kill */, 101 /* ptrace */]) {
+    41 /* socket */, 9 /* mmap */, 62 /* kill */, 101 /* ptrace */, 203 /* sched_setaffinity */]) {
     assert.ok(sb.refusals.some((l) => l.includes(`system call ${nr} refused`)), `${nr}:\n${sb.refusals.join('\n')}`);
   }
   assert.equal(new Set(sb.refusals).size, sb.refusals.length, sb.refusals.join('\n'));
