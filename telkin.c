@@ -660,8 +660,8 @@ static int config_credentials(struct config *c, char *err, size_t errcap)
  * CPU pinning (TELKIN_CPU_PIN). A function under 1,769 MB has less than one vCPU's time, spread
  * by a CPU quota over two vCPUs; each vCPU draws the quota in slices, so a process that moves
  * between them strands part of a slice on the one it left and is throttled sooner (measured in
- * README, "Answering the platform in time"). Pinned to one vCPU, telkin draws its share in one
- * place. The masks are the kernel's: bit n of word n / CPU_MASK_WORD_BITS is CPU n.
+ * README, "The telemetry listener under a flood"). Pinned to one vCPU, telkin draws its share
+ * in one place. The masks are the kernel's: bit n of word n / CPU_MASK_WORD_BITS is CPU n.
  */
 #define LAMBDA_MB_PER_VCPU 1769                    /* configuration-memory.html: one vCPU */
 #define CPU_PIN_MAX        1024                    /* CPUs a mask covers: glibc's CPU_SETSIZE */
