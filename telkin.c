@@ -5520,10 +5520,10 @@ static void sandbox_next_out(struct telkin *t)
 }
 
 /*
- * Once start-up is done and the first /event/next is out (lifecycle_start; under SnapStart and
- * provisioned concurrency, none is yet): the limits and the filter, unless TELKIN_SANDBOX=0. A
- * filter the kernel refuses (qemu-user answers EINVAL; a kernel without seccomp) leaves telkin
- * running unfiltered, said once and in the exit summary.
+ * Once start-up is done and the first /event/next is out (lifecycle_start, sandbox_next_out in
+ * main; under SnapStart and provisioned concurrency, none is yet): the limits and the filter,
+ * unless TELKIN_SANDBOX=0. A filter the kernel refuses (qemu-user answers EINVAL; a kernel
+ * without seccomp) leaves telkin running unfiltered, said once and in the exit summary.
  */
 static void sandbox_apply(struct telkin *t)
 {
@@ -5532,7 +5532,6 @@ static void sandbox_apply(struct telkin *t)
 		log_msg(LOG_WARN, "TELKIN_SANDBOX=0: running without the seccomp filter and limits");
 		return;
 	}
-	sandbox_next_out(t);
 	sandbox_limits(t);
 	if (sandbox_filter_install() < 0) {
 		g_sandbox.state = "refused";
