@@ -655,7 +655,6 @@ static int config_credentials(struct config *c, char *err, size_t errcap)
 	return 0;
 }
 
-/* The whole configuration. 0, or -1 with a message for init/error. */
 /*
  * CPU pinning (TELKIN_CPU_PIN). A function under 1,769 MB has less than one vCPU's time, spread
  * by a CPU quota over two vCPUs; each vCPU draws the quota in slices, so a process that moves
@@ -711,6 +710,7 @@ static int config_cpu_pin(struct config *c, const char *v, char *err, size_t err
 	return 0;
 }
 
+/* The whole configuration. 0, or -1 with a message for init/error. */
 static int config_load(struct config *c, char *err, size_t errcap)
 {
 	unsigned long long v;
@@ -852,8 +852,7 @@ static int config_load(struct config *c, char *err, size_t errcap)
 	c->flush_timeout_ms = (unsigned)v;
 	s = env_or("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "");
 	if (config_uint("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", s, 1, 1UL << 20, &v, err, errcap) == 0)
-		c->memory_mb = (unsigned long)v;
-	err[0] = 0;
+		c->memory_mb = (unsigned long)v;     /* else 0: unknown, and no error */
 	return config_cpu_pin(c, env_or("TELKIN_CPU_PIN", "auto"), err, errcap);
 }
 
@@ -5807,17 +5806,17 @@ static int cpu_pin_choose(int setting, enum exec_mode mode, unsigned long memory
 {
 	int last = -1, count = 0;
 
+	if (setting >= 0)
+		return cpu_in(allowed, words, (unsigned)setting) ? setting : -1;
+	if (setting != CPU_PIN_AUTO || mode == MODE_MANAGED || memory_mb == 0 ||
+	    memory_mb >= LAMBDA_MB_PER_VCPU)
+		return -1;
 	for (unsigned cpu = 0; cpu < words * CPU_MASK_WORD_BITS; cpu++)
 		if (cpu_in(allowed, words, cpu)) {
 			last = (int)cpu;
 			count++;
 		}
-	if (setting >= 0)
-		return cpu_in(allowed, words, (unsigned)setting) ? setting : -1;
-	if (setting != CPU_PIN_AUTO || mode == MODE_MANAGED || memory_mb == 0 ||
-	    memory_mb >= LAMBDA_MB_PER_VCPU || count < 2)
-		return -1;
-	return last;
+	return count < 2 ? -1 : last;
 }
 
 /*

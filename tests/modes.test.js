@@ -17,6 +17,7 @@
 // TELKIN_BIN / TELKIN_BIN_WRAPPER select the binary (arm64 under qemu: layer/layer.mk runs the
 // Managed Instances and SnapStart scenarios by name).
 
+const fs = require('node:fs');
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { Kinesalite } = require('./kinesis');
@@ -157,8 +158,8 @@ scenario('on-demand: an unknown AWS_LAMBDA_INITIALIZATION_TYPE runs as on-demand
 // telkin pins itself to the last CPU it may run on, when it has two or more; not at 1,769 MB and
 // up, not on Managed Instances, not with TELKIN_CPU_PIN=off. The kernel's word for it
 // (/proc/<pid>/status, Cpus_allowed_list) during an invocation, and the exit summary's "cpu".
-const cpuList = (status) => {
-  const m = /^Cpus_allowed_list:\s*(\S+)/m.exec(status);
+const cpusOf = (pid) => {
+  const m = /^Cpus_allowed_list:\s*(\S+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   const cpus = [];
   for (const part of m[1].split(',')) {
     const [a, b = a] = part.split('-').map(Number);
@@ -166,7 +167,7 @@ const cpuList = (status) => {
   }
   return cpus;
 };
-const OURS = cpuList(require('node:fs').readFileSync('/proc/self/status', 'utf8'));
+const OURS = cpusOf('self');
 for (const [label, mode, memoryMB, env, pinned] of [
   ['128 MB: pinned to the last CPU', 'on-demand', 128, {}, OURS.length > 1],
   ['1,768 MB under SnapStart: pinned', 'snap-start', 1768, {}, OURS.length > 1],
@@ -185,7 +186,7 @@ for (const [label, mode, memoryMB, env, pinned] of [
     }
     const want = pinned ? [env.TELKIN_CPU_PIN !== undefined ? Number(env.TELKIN_CPU_PIN) : OURS[OURS.length - 1]] : OURS;
     if (!process.env.TELKIN_BIN_WRAPPER) { // under qemu-user the pid is the emulator's
-      assert.deepEqual(cpuList(require('node:fs').readFileSync(`/proc/${sim.pid}/status`, 'utf8')), want,
+      assert.deepEqual(cpusOf(sim.pid), want,
         `telkin's CPUs at ${memoryMB} MB in ${mode}`);
     }
     await finish(t, h, { maxSandboxes: mode === 'snap-start' ? 2 : 1 }); // a restore is a new sandbox
